@@ -1,0 +1,70 @@
+"""Every exception and warning VirtualiZarr raises, under one root.
+
+Each class also inherits the builtin it refines, so callers can catch either
+(``except ValueError`` keeps working for code that predates this module).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChunkReadError",
+    "CodecNotSupportedError",
+    "InvalidManifestError",
+    "ManifestConcatError",
+    "NeedsValuesError",
+    "ParserError",
+    "UnknownFormatError",
+    "UnsupportedFeatureError",
+    "VariableSkippedWarning",
+    "VirtualiZarrError",
+    "VirtualiZarrWarning",
+    "WriterError",
+]
+
+
+class VirtualiZarrError(Exception):
+    """Root of every error raised by VirtualiZarr."""
+
+
+class InvalidManifestError(VirtualiZarrError, ValueError):
+    """Raised when chunk references are malformed (bad key, shape mismatch, negative offset...)."""
+
+
+class ManifestConcatError(VirtualiZarrError, ValueError):
+    """Raised when virtual arrays cannot be combined without changing their bytes."""
+
+
+class NeedsValuesError(VirtualiZarrError, NotImplementedError):
+    """Raised when an operation needs the values of a virtual array, which are not in memory."""
+
+
+class ParserError(VirtualiZarrError, ValueError):
+    """Raised when a file cannot be parsed (corrupt or truncated header, wrong format)."""
+
+
+class UnknownFormatError(ParserError):
+    """Raised when no parser recognises a file's first bytes."""
+
+
+class UnsupportedFeatureError(VirtualiZarrError, NotImplementedError):
+    """Raised when a file uses a feature that cannot be expressed as chunk references."""
+
+
+class CodecNotSupportedError(UnsupportedFeatureError):
+    """Raised when a compression filter has no Zarr codec (or no Zarr v2 equivalent for a writer)."""
+
+
+class ChunkReadError(VirtualiZarrError, OSError):
+    """Raised when the bytes a reference points at cannot be fetched."""
+
+
+class WriterError(VirtualiZarrError, ValueError):
+    """Raised when a virtual dataset cannot be written in the requested format."""
+
+
+class VirtualiZarrWarning(UserWarning):
+    """Root of every warning raised by VirtualiZarr."""
+
+
+class VariableSkippedWarning(VirtualiZarrWarning):
+    """Raised when a variable cannot be referenced and is left out of the virtual dataset."""

@@ -1,0 +1,153 @@
+"""Building and comparing the Zarr v3 array metadata that a ManifestArray carries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec
+from zarr.codecs import BytesCodec
+from zarr.core.dtype import get_data_type_from_native_dtype
+from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.registry import get_codec_class
+
+from virtualizarr.errors import InvalidManifestError
+
+__all__ = [
+    "to_json_safe",
+    "create_v3_array_metadata",
+    "fill_values_equal",
+    "parse_codecs",
+    "with_metadata",
+]
+
+
+def _codec_from_dict(c: dict[str, Any]) -> Any:
+    name = c["name"]
+    cls = get_codec_class(name)
+    return cls.from_dict(c)  # type: ignore[attr-defined]
+
+
+def parse_codecs(codecs: Iterable[Any] | None, dtype: np.dtype) -> list[Any]:
+    """Turn codec dicts/objects into zarr codec objects, adding the array->bytes step.
+
+    The ``bytes`` codec carries the endianness of ``dtype`` so big-endian files are
+    referenced as they are stored.
+    """
+    parsed = [c if not isinstance(c, dict) else _codec_from_dict(c) for c in codecs or ()]
+    if not any(isinstance(c, ArrayBytesCodec) for c in parsed):
+        # array->array codecs (transpose, delta...) come before the serializer
+        n_aa = 0
+        while n_aa < len(parsed) and isinstance(parsed[n_aa], ArrayArrayCodec):
+            n_aa += 1
+        parsed.insert(n_aa, bytes_codec_for(dtype))
+    return parsed
+
+
+def bytes_codec_for(dtype: np.dtype) -> BytesCodec:
+    """The ``bytes`` serializer for a numpy dtype, with its byte order."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize <= 1 or dtype.kind in "SV":
+        return BytesCodec(endian=None)
+    order = dtype.byteorder
+    if order == "=":
+        order = "<" if np.little_endian else ">"
+    return BytesCodec(endian="big" if order == ">" else "little")
+
+
+def create_v3_array_metadata(
+    *,
+    shape: Sequence[int],
+    data_type: np.dtype | str,
+    chunk_shape: Sequence[int],
+    fill_value: Any = None,
+    codecs: Iterable[Any] | None = None,
+    attributes: dict[str, Any] | None = None,
+    dimension_names: Sequence[str | None] | None = None,
+) -> ArrayV3Metadata:
+    """Zarr v3 metadata for a virtual array with a regular chunk grid.
+
+    ``codecs`` are what comes after (or before, for array->array codecs) the ``bytes``
+    serializer, which is added with the byte order of ``data_type`` when absent.
+    ``fill_value=None`` is the dtype's default (0, empty string...).
+
+    >>> m = create_v3_array_metadata(shape=(4,), data_type=">i2", chunk_shape=(2,),
+    ...     codecs=[{"name": "numcodecs.zlib", "configuration": {"level": 1}}])
+    >>> [c["name"] for c in m.to_dict()["codecs"]]
+    ['bytes', 'numcodecs.zlib']
+    """
+    dtype = np.dtype(data_type)
+    shape = tuple(int(s) for s in shape)
+    chunk_shape = tuple(int(c) for c in chunk_shape)
+    if len(chunk_shape) != len(shape):
+        raise InvalidManifestError(f"chunk shape {chunk_shape} does not match array shape {shape}.")
+    zdtype = get_data_type_from_native_dtype(dtype)
+    if fill_value is None:
+        fill_value = zdtype.default_scalar()
+    elif isinstance(fill_value, np.ndarray):
+        fill_value = fill_value.reshape(()).item() if fill_value.size == 1 else fill_value
+    return ArrayV3Metadata(
+        shape=shape,
+        data_type=zdtype,
+        chunk_grid={"name": "regular", "configuration": {"chunk_shape": chunk_shape}},
+        chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
+        fill_value=fill_value,
+        codecs=parse_codecs(codecs, dtype),
+        attributes=dict(attributes or {}),
+        dimension_names=tuple(dimension_names) if dimension_names is not None else None,
+    )
+
+
+def with_metadata(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
+    """A copy of ``metadata`` with some fields replaced (``shape``, ``chunk_shape``, ...)."""
+    d = {
+        "shape": metadata.shape,
+        "data_type": metadata.data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": metadata.chunks}},
+        "chunk_key_encoding": metadata.chunk_key_encoding,
+        "fill_value": metadata.fill_value,
+        "codecs": metadata.codecs,
+        "attributes": metadata.attributes,
+        "dimension_names": metadata.dimension_names,
+    }
+    if "chunk_shape" in changes:
+        d["chunk_grid"] = {
+            "name": "regular",
+            "configuration": {"chunk_shape": tuple(changes.pop("chunk_shape"))},
+        }
+    d.update(changes)
+    return ArrayV3Metadata(**d)
+
+
+def fill_values_equal(a: Any, b: Any) -> bool:
+    """Fill values compare equal, with NaN equal to NaN (and same-bits for floats)."""
+    aa, bb = np.asarray(a), np.asarray(b)
+    if aa.shape != bb.shape:
+        return False
+    if aa.dtype.kind in "fc" and bb.dtype.kind in "fc":
+        return bool(np.all((aa == bb) | (np.isnan(aa) & np.isnan(bb))))
+    return bool(np.all(aa == bb))
+
+
+def chunk_grid_shape(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """Number of chunks along each axis (a partial last chunk counts)."""
+    return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks))
+
+
+def to_json_safe(value: Any) -> Any:
+    """Attributes as plain JSON types (numpy scalars/arrays, bytes and tuples converted)."""
+    if isinstance(value, dict):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json_safe(value.item())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return value  # json.dumps spells these NaN/Infinity, which zarr-python reads back
+    return value

@@ -1,0 +1,122 @@
+"""Format parsers, one module per format, all implementing :class:`Parser`.
+
+Parser classes are imported lazily so a missing optional dependency (h5py, tifffile,
+astropy, eccodes...) hides that format instead of breaking ``import virtualizarr``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from virtualizarr.errors import UnknownFormatError
+from virtualizarr.parsers.protocol import Parser
+
+if TYPE_CHECKING:
+    from virtualizarr.registry import ObjectStoreRegistry
+
+__all__ = [
+    "DMRPPParser",
+    "FITSParser",
+    "GRIBParser",
+    "HDFParser",
+    "KerchunkJSONParser",
+    "KerchunkParquetParser",
+    "NetCDF3Parser",
+    "Parser",
+    "TIFFParser",
+    "ZarrParser",
+    "detect_parser",
+]
+
+# class name -> (module, format name used in messages)
+_PARSERS: dict[str, tuple[str, str]] = {
+    "HDFParser": ("virtualizarr.parsers.hdf5", "NetCDF4/HDF5"),
+    "NetCDF3Parser": ("virtualizarr.parsers.netcdf3", "NetCDF3 (CDF-1/2/5)"),
+    "TIFFParser": ("virtualizarr.parsers.tiff", "TIFF/GeoTIFF/COG"),
+    "FITSParser": ("virtualizarr.parsers.fits", "FITS"),
+    "GRIBParser": ("virtualizarr.parsers.grib", "GRIB1/GRIB2"),
+    "DMRPPParser": ("virtualizarr.parsers.dmrpp", "DMR++"),
+    "ZarrParser": ("virtualizarr.parsers.zarr", "Zarr v2/v3 store"),
+    "KerchunkJSONParser": ("virtualizarr.parsers.kerchunk", "kerchunk JSON"),
+    "KerchunkParquetParser": ("virtualizarr.parsers.kerchunk", "kerchunk parquet"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PARSERS:
+        return getattr(importlib.import_module(_PARSERS[name][0]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sniff_bytes(head: bytes, url: str) -> str | None:
+    """The parser class name for a file starting with ``head``, if one matches."""
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "HDFParser"
+    if head[:3] == b"CDF" and len(head) > 3 and head[3] in (1, 2, 5):
+        return "NetCDF3Parser"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFFParser"
+    if head.startswith(b"SIMPLE  ="):
+        return "FITSParser"
+    if b"GRIB" in head[:1024]:
+        return "GRIBParser"
+    stripped = head.lstrip()
+    if stripped.startswith(b"<") and b"dmrpp" in head.lower():
+        return "DMRPPParser"
+    if stripped.startswith(b"{"):
+        return "KerchunkJSONParser"
+    return None
+
+
+def detect_parser(url: str, registry: ObjectStoreRegistry) -> Parser:
+    """A default-configured parser for ``url``, chosen from its first bytes.
+
+    Directories/prefixes are recognised as Zarr stores (``zarr.json``, ``.zgroup``,
+    ``.zarray``) or kerchunk parquet references (``.zmetadata`` with ``record_size``).
+    """
+    from virtualizarr.io import read_range
+
+    # HDF5 files may carry a user block: the signature can sit at 512, 1024, 2048...
+    try:
+        head = read_range(url, 0, 4096, registry)
+    except (FileNotFoundError, IsADirectoryError, OSError):
+        head = None
+    name = None
+    if head is not None:
+        name = _sniff_bytes(head, url)
+        if name is None and len(head) >= 520:
+            for off in (512, 1024, 2048):
+                if head[off : off + 8] == b"\x89HDF\r\n\x1a\n":
+                    name = "HDFParser"
+    else:
+        name = _sniff_directory(url, registry)
+    if name is None:
+        known = ", ".join(sorted({fmt for _, fmt in _PARSERS.values()}))
+        what = "could not be read" if head is None else f"starts with {head[:8]!r}"
+        raise UnknownFormatError(
+            f"Cannot tell the format of {url}: it {what}, which matches no known format. "
+            f"Known formats: {known}. Pass parser= explicitly if it is one of them."
+        )
+    return __getattr__(name)()
+
+
+def _sniff_directory(url: str, registry: ObjectStoreRegistry) -> str | None:
+    import json
+
+    from virtualizarr.io import read_range
+
+    base = url.rstrip("/")
+    for marker in ("zarr.json", ".zgroup", ".zarray"):
+        try:
+            read_range(f"{base}/{marker}", 0, 1, registry)
+        except OSError:
+            continue
+        if marker == ".zgroup":  # kerchunk parquet also has .zmetadata, with record_size
+            break
+        return "ZarrParser"
+    try:
+        zmeta = json.loads(read_range(f"{base}/.zmetadata", 0, 1 << 26, registry))
+    except (OSError, ValueError):
+        return "ZarrParser" if marker == ".zgroup" else None
+    return "KerchunkParquetParser" if "record_size" in zmeta else "ZarrParser"

@@ -1,0 +1,109 @@
+"""ObjectStoreRegistry: which obstore store serves which URL prefix."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+__all__ = ["ObjectStoreRegistry", "split_url"]
+
+
+def split_url(url: str) -> tuple[str, str, list[str]]:
+    """``(scheme, netloc, path segments)`` of a URL; local paths count as ``file://``."""
+    if "://" not in url:
+        from virtualizarr.manifests.manifest import normalize_path
+
+        url = normalize_path(url)
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc, [p for p in parts.path.split("/") if p]
+
+
+def _default_store(scheme: str, netloc: str) -> ObjectStore:
+    from obstore.store import HTTPStore, LocalStore, from_url
+
+    if scheme == "file":
+        return LocalStore()
+    if scheme in ("http", "https"):
+        return HTTPStore.from_url(f"{scheme}://{netloc}")
+    if scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"):
+        anonymous = not (os.environ.get("AWS_ACCESS_KEY_ID") and scheme.startswith("s3"))
+        return from_url(f"{scheme}://{netloc}", skip_signature=anonymous)
+    raise ValueError(
+        f"No object store is registered for {scheme}://{netloc} and none can be made by default; "
+        "register one: ObjectStoreRegistry({'" + f"{scheme}://{netloc}" + "': store})."
+    )
+
+
+class ObjectStoreRegistry:
+    """Maps URL prefixes to obstore stores, matched by whole path segments.
+
+    A URL is served by the store of its longest registered prefix, with the rest of the
+    URL as the key within that store: register ``"s3://bucket/data"`` with a store
+    rooted at that prefix (e.g. ``S3Store("bucket", prefix="data")``). ``file://`` URLs
+    need no registration; other schemes get an anonymous store made from the URL.
+
+    >>> from obstore.store import MemoryStore
+    >>> reg = ObjectStoreRegistry({"memory://data": MemoryStore()})
+    >>> reg.resolve("memory://data/a/b.nc")[1]
+    'a/b.nc'
+    """
+
+    def __init__(self, stores: Mapping[str, ObjectStore] | None = None) -> None:
+        self._stores: dict[tuple[str, str, tuple[str, ...]], ObjectStore] = {}
+        self._defaults: dict[tuple[str, str], ObjectStore] = {}
+        self._lock = threading.Lock()
+        for prefix, store in (stores or {}).items():
+            self.register(prefix, store)
+
+    def register(self, prefix: str, store: ObjectStore) -> None:
+        """Serve every URL under ``prefix`` from ``store``."""
+        scheme, netloc, segments = split_url(prefix)
+        self._stores[(scheme, netloc, tuple(segments))] = store
+
+    def resolve(self, url: str) -> tuple[ObjectStore, str]:
+        """The store serving ``url`` and the key of ``url`` within it."""
+        scheme, netloc, segments = split_url(url)
+        best: tuple[str, str, tuple[str, ...]] | None = None
+        for key in self._stores:
+            s, n, segs = key
+            if s == scheme and n == netloc and tuple(segments[: len(segs)]) == segs:
+                if best is None or len(segs) > len(best[2]):
+                    best = key
+        if best is not None:
+            return self._stores[best], "/".join(segments[len(best[2]) :])
+        with self._lock:
+            store = self._defaults.get((scheme, netloc))
+            if store is None:
+                store = self._defaults[(scheme, netloc)] = _default_store(scheme, netloc)
+        return store, "/".join(segments)
+
+    @property
+    def prefixes(self) -> list[str]:
+        """Registered prefixes as URLs."""
+        return [f"{s}://{n}/" + "/".join(p) for s, n, p in self._stores]
+
+    def __repr__(self) -> str:
+        return f"ObjectStoreRegistry({self.prefixes})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectStoreRegistry):
+            return NotImplemented
+        return self._stores.keys() == other._stores.keys() and all(
+            self._stores[k] is other._stores[k] or self._stores[k] == other._stores[k] for k in self._stores
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"stores": self._stores}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._stores = state["stores"]
+        self._defaults = {}
+        self._lock = threading.Lock()
