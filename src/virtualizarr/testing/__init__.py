@@ -1,0 +1,1 @@
+"""Helpers for testing VirtualiZarr and parsers built on it."""
