@@ -1,7 +1,13 @@
-"""VirtualiZarr: virtual Zarr stores over archival files."""
+"""VirtualiZarr: virtual Zarr stores over archival files.
 
+>>> # import virtualizarr as vz
+>>> # ds = vz.open_virtual_dataset("file.nc"); ds.vz.to_kerchunk("refs.json", format="json")
+"""
+
+from virtualizarr import accessor as _accessor  # noqa: F401  (registers ds.vz)
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.xarray import open_virtual_dataset, open_virtual_datatree
 
 __all__ = [
     "ChunkManifest",
@@ -9,4 +15,6 @@ __all__ = [
     "ManifestGroup",
     "ManifestStore",
     "ObjectStoreRegistry",
+    "open_virtual_dataset",
+    "open_virtual_datatree",
 ]

@@ -29,6 +29,30 @@ if TYPE_CHECKING:
 __all__ = ["ManifestStore"]
 
 
+def _zarr_attributes(attrs: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
+    """Attributes as xarray's Zarr backend expects them in zarr.json.
+
+    CF ``_FillValue`` is spelled the way xarray writes it to Zarr v3 (base64 of a float64
+    for floats), so ``xr.open_zarr`` masks exactly the values netCDF readers would.
+    """
+    if "_FillValue" not in attrs:
+        return attrs
+    from xarray.backends.zarr import FillValueCoder
+
+    fv = attrs["_FillValue"]
+    if isinstance(fv, list) and len(fv) == 1:
+        fv = fv[0]
+    if dtype.kind == "S" and isinstance(fv, str):
+        fv = fv.encode()
+    if dtype.kind == "f" and isinstance(fv, str):  # JSON-safe spelling of NaN/Infinity
+        fv = float(fv)
+    try:
+        fv = FillValueCoder.encode(fv, dtype)
+    except (TypeError, ValueError):
+        return attrs  # xarray will then refuse it with a message naming the value
+    return {**attrs, "_FillValue": fv}
+
+
 def _apply_range(start: int, length: int, byte_range: ByteRequest | None) -> tuple[int, int]:
     """Absolute (start, length) of ``byte_range`` taken inside the chunk at (start, length)."""
     if byte_range is None:
@@ -110,7 +134,9 @@ class ManifestStore(Store):
             if node is None:
                 return None
             if isinstance(node, ManifestArray):
-                doc = json.dumps(to_json_safe(node.metadata.to_dict())).encode()
+                d = to_json_safe(node.metadata.to_dict())
+                d["attributes"] = _zarr_attributes(d.get("attributes") or {}, node.dtype)
+                doc = json.dumps(d).encode()
             else:
                 doc = json.dumps(
                     {"zarr_format": 3, "node_type": "group", "attributes": to_json_safe(node.attributes)}

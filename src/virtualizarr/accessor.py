@@ -1,0 +1,116 @@
+"""The ``ds.vz`` accessor (alias ``ds.virtualize``): inspect and write virtual datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import xarray as xr
+
+from virtualizarr.manifests import ManifestArray, ManifestStore
+
+if TYPE_CHECKING:
+    from virtualizarr.registry import ObjectStoreRegistry
+
+__all__ = ["VirtualiZarrDatasetAccessor"]
+
+
+class VirtualiZarrDatasetAccessor:
+    """Methods for datasets whose variables wrap :class:`ManifestArray`.
+
+    >>> # ds = open_virtual_dataset("air.nc"); ds.vz.nrefs(); ds.vz.to_kerchunk("air.json", format="json")
+    """
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    def _virtual(self) -> dict[str, ManifestArray]:
+        return {str(k): v.data for k, v in self._ds.variables.items() if isinstance(v.data, ManifestArray)}
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the dataset holds: references of virtual variables plus loaded values."""
+        total = 0
+        for var in self._ds.variables.values():
+            total += var.data.nbytes_virtual if isinstance(var.data, ManifestArray) else var.nbytes
+        return total
+
+    def nrefs(self) -> int:
+        """Number of chunk references (present chunks) over all virtual variables."""
+        return sum(len(arr.manifest) for arr in self._virtual().values())
+
+    def rename_paths(self, new: str | Callable[[str], str]) -> xr.Dataset:
+        """A copy whose virtual variables point at other files.
+
+        >>> # ds.vz.rename_paths(lambda p: p.replace("file:///data", "s3://bucket/data"))
+        """
+        out = self._ds.copy(deep=False)  # new Variable objects, so setting .data is local
+        for name, arr in self._virtual().items():
+            out.variables[name].data = arr.rename_paths(new)
+        return out
+
+    def to_store(self, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
+        """A read-only Zarr store serving the dataset's real data, without writing anything.
+
+        >>> # xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3)
+        """
+        from virtualizarr.xarray import dataset_to_group
+
+        return ManifestStore(dataset_to_group(self._ds), registry=registry)
+
+    def to_kerchunk(
+        self,
+        filepath: str | os.PathLike[str] | None = None,
+        format: Literal["dict", "json", "parquet"] = "dict",
+        record_size: int = 100_000,
+        categorical_threshold: int = 10,
+        inline_threshold: int | None = None,
+        registry: ObjectStoreRegistry | None = None,
+    ) -> dict[str, Any] | None:
+        """Kerchunk version-1 references (a dict, or written as JSON/parquet to ``filepath``)."""
+        from virtualizarr.writers.kerchunk import to_kerchunk
+
+        return to_kerchunk(
+            self._ds,
+            filepath,
+            format=format,
+            record_size=record_size,
+            categorical_threshold=categorical_threshold,
+            inline_threshold=inline_threshold,
+            registry=registry,
+        )
+
+    def to_icechunk(
+        self,
+        store: Any,
+        *,
+        group: str | None = None,
+        mode: str | None = None,
+        append_dim: str | None = None,
+        region: Any = None,
+        validate_containers: bool = True,
+        last_updated_at: datetime | None = None,
+    ) -> Any:
+        """Write virtual references (and loaded variables) into an Icechunk store.
+
+        ``store`` is a session's store (the caller commits) or a repository path/URL
+        (created if needed, containers registered, committed: returns the snapshot id).
+        """
+        from virtualizarr.writers.icechunk import to_icechunk
+
+        return to_icechunk(
+            self._ds,
+            store,
+            group=group,
+            mode=mode,
+            append_dim=append_dim,
+            region=region,
+            validate_containers=validate_containers,
+            last_updated_at=last_updated_at,
+        )
+
+
+xr.register_dataset_accessor("vz")(VirtualiZarrDatasetAccessor)
+xr.register_dataset_accessor("virtualize")(VirtualiZarrDatasetAccessor)
