@@ -6,6 +6,7 @@
 
 from virtualizarr import accessor as _accessor  # noqa: F401  (registers ds.vz)
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.mfdataset import open_virtual_mfdataset
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.xarray import open_virtual_dataset, open_virtual_datatree
 
@@ -16,5 +17,6 @@ __all__ = [
     "ManifestStore",
     "ObjectStoreRegistry",
     "open_virtual_dataset",
+    "open_virtual_mfdataset",
     "open_virtual_datatree",
 ]

@@ -14,8 +14,8 @@ from zarr.codecs import TransposeCodec
 
 from virtualizarr.errors import ManifestConcatError, NeedsValuesError
 from virtualizarr.manifests.array import ManifestArray
-from virtualizarr.manifests.manifest import concatenate_manifests, stack_manifests
-from virtualizarr.manifests.metadata import fill_values_equal, with_metadata
+from virtualizarr.manifests.manifest import concatenate_manifests
+from virtualizarr.manifests.metadata import cf_encoding_mismatch, fill_values_equal, with_metadata
 
 __all__ = ["HANDLED_FUNCTIONS", "metadata_mismatch"]
 
@@ -69,6 +69,9 @@ def _check_all(arrays: Sequence[Any], op: str, *, skip_axis: int | None) -> list
                 f"vs {arr.ndim} (input {i})."
             )
         bad = metadata_mismatch(first, arr, include_shape=False)
+        cf = cf_encoding_mismatch(first.metadata.attributes, arr.metadata.attributes)
+        if bad is None and cf is not None:
+            bad = (f"CF attribute {cf[0]!r}", cf[1], cf[2])
         if bad is not None:
             prop, x, y = bad
             raise ManifestConcatError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -133,7 +133,8 @@ def fill_values_equal(a: Any, b: Any) -> bool:
 
 def chunk_grid_shape(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
     """Number of chunks along each axis (a partial last chunk counts)."""
-    return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks))
+    # integer ceil division: float division loses precision for huge shapes
+    return tuple(-(-int(s) // int(c)) if c else 0 for s, c in zip(shape, chunks))
 
 
 def to_json_safe(value: Any) -> Any:
@@ -151,3 +152,39 @@ def to_json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return value  # json.dumps spells these NaN/Infinity, which zarr-python reads back
     return value
+
+
+# Attributes whose disagreement between inputs would make a combined variable decode wrongly:
+# xarray keeps the first input's attributes, so the others would be scaled/masked with them.
+CF_PACKING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "_Unsigned")
+CF_TIME_ATTRS = ("units", "calendar")
+
+
+def _is_encoded_time(attrs: Mapping[Any, Any]) -> bool:
+    units = attrs.get("units")
+    return isinstance(units, str) and " since " in units
+
+
+def _attr_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (str, bytes)) or isinstance(b, (str, bytes)):
+        return a == b
+    try:
+        aa = np.asarray(a, dtype=np.float64).ravel()
+        bb = np.asarray(b, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return a == b
+    if aa.shape != bb.shape:
+        return False
+    both_nan = np.isnan(aa) & np.isnan(bb)
+    # float32 and float64 spellings of one value (0.01f vs 0.01) count as equal
+    return bool(np.all(both_nan | np.isclose(aa, bb, rtol=1e-6, atol=0)))
+
+
+def cf_encoding_mismatch(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> tuple[str, Any, Any] | None:
+    """The first CF packing attribute (or time ``units``/``calendar``) that differs, with both values."""
+    keys = CF_PACKING_ATTRS + (CF_TIME_ATTRS if _is_encoded_time(a) or _is_encoded_time(b) else ())
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if (x is None) != (y is None) or (x is not None and not _attr_equal(x, y)):
+            return key, x, y
+    return None
