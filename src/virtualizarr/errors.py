@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ChunkReadError",
     "CodecNotSupportedError",
+    "CorruptFileError",
     "InvalidManifestError",
     "ManifestConcatError",
     "NeedsValuesError",
@@ -40,6 +41,10 @@ class NeedsValuesError(VirtualiZarrError, NotImplementedError):
 
 class ParserError(VirtualiZarrError, ValueError):
     """Raised when a file cannot be parsed (corrupt or truncated header, wrong format)."""
+
+
+class CorruptFileError(ParserError):
+    """Raised when a file's structure is damaged: a length running past the end, a missing end marker."""
 
 
 class UnknownFormatError(ParserError):
