@@ -35,7 +35,9 @@ def real_file(rel: str) -> Path:
 def sha256_of_values(values: Any) -> str:
     """sha256 as ground_truth.json computes it."""
     arr = np.asarray(values)
-    if arr.dtype.kind in "OUS":
+    if arr.dtype.kind == "S":  # fixed-width bytes (e.g. netCDF char) are hashed as raw bytes
+        return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    if arr.dtype.kind in "OU":
         items = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel()]
         return hashlib.sha256("\0".join(items).encode()).hexdigest()
     if arr.dtype.kind == "b":
