@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob as globlib
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Hashable, Sequence
@@ -127,7 +128,8 @@ def _map(
         if parallel == "threads":
             executor: Executor = ThreadPoolExecutor()
         elif parallel == "processes":
-            executor = ProcessPoolExecutor()
+            # not fork: forking a process whose I/O runtime already has threads can deadlock
+            executor = ProcessPoolExecutor(mp_context=multiprocessing.get_context("forkserver"))
         elif isinstance(parallel, Executor):
             executor = parallel
         else:
