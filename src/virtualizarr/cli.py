@@ -1,0 +1,79 @@
+"""Command line front end: ``virtualizarr info|kerchunk|icechunk|demo``. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["main"]
+
+
+def _open(args: argparse.Namespace) -> xr.Dataset:
+    import virtualizarr as vz
+
+    if len(args.files) == 1 and not any(c in args.files[0] for c in "*?["):
+        return vz.open_virtual_dataset(args.files[0], group=args.group)
+    return vz.open_virtual_mfdataset(
+        args.files if len(args.files) > 1 else args.files[0],
+        combine="nested" if args.concat_dim else "by_coords",
+        concat_dim=args.concat_dim,
+        parallel=args.parallel or False,
+        group=args.group,
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="virtualizarr", description="Virtual Zarr stores over archival files."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_inputs(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("files", nargs="+", help="files, URLs or a glob")
+        sp.add_argument("--group", default=None, help="group to open, e.g. /a/b")
+        sp.add_argument(
+            "--concat-dim", default=None, help="combine in the given order along this dimension"
+        )
+        sp.add_argument("--parallel", choices=["threads", "processes", "dask"], default=None)
+
+    info = sub.add_parser("info", help="print the virtual dataset")
+    add_inputs(info)
+    kc = sub.add_parser("kerchunk", help="write kerchunk references")
+    add_inputs(kc)
+    kc.add_argument("-o", "--output", required=True)
+    kc.add_argument("--format", choices=["json", "parquet"], default="json")
+    ic = sub.add_parser("icechunk", help="write (and commit) an Icechunk repository")
+    add_inputs(ic)
+    ic.add_argument("-o", "--output", required=True, help="repository path or URL")
+    demo = sub.add_parser("demo", help="run the end-to-end demo")
+    demo.add_argument("folder", nargs="?", default="demo_output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``virtualizarr`` command."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "demo":
+        from virtualizarr.demo import main as demo_main
+
+        return demo_main([args.folder])
+    ds = _open(args)
+    if args.command == "info":
+        print(ds)
+        print(f"\n{ds.vz.nrefs()} chunk references, {ds.vz.nbytes} bytes in memory")
+    elif args.command == "kerchunk":
+        ds.vz.to_kerchunk(args.output, format=args.format)
+        print(f"wrote {args.output}")
+    elif args.command == "icechunk":
+        snapshot = ds.vz.to_icechunk(args.output)
+        print(f"committed {snapshot} to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
