@@ -55,8 +55,7 @@ def normalize_path(path: str | os.PathLike[str]) -> str:
     path = os.fspath(path)
     if path == "" or "://" in path:
         return path
-    if path.startswith("file:"):  # "file:/abs/path"
-        path = path[len("file:") :]
+    path = path.removeprefix("file:")  # "file:/abs/path"
     return "file://" + os.path.abspath(os.path.expanduser(path))
 
 
@@ -75,6 +74,35 @@ def parse_chunk_key(key: str, ndim: int | None = None) -> tuple[int, ...]:
 
 def _chunk_key(idx: tuple[int, ...]) -> str:
     return ".".join(map(str, idx)) if idx else "0"
+
+
+def _as_uint64(name: str, values: Any) -> np.ndarray:
+    """``values`` as uint64, rejecting negatives (which a plain cast would wrap around)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "ub":
+        return arr.astype(np.uint64, copy=False)
+    if arr.dtype.kind not in "if" and arr.size:
+        raise InvalidManifestError(f"{name} must be integers, got an array of dtype {arr.dtype}.")
+    if arr.size and ((arr < 0) | (arr != np.floor(arr))).any():
+        bad = arr[(arr < 0) | (arr != np.floor(arr))].ravel()[0]
+        raise InvalidManifestError(f"{name} must be whole numbers >= 0, got {bad!r}.")
+    return arr.astype(np.uint64)
+
+
+def _memory_owner(a: np.ndarray) -> Any:
+    """The object whose buffer ``a`` views (an array, or bytes after unpickling)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def _buffer_nbytes(owner: Any) -> int:
+    if isinstance(owner, np.ndarray):
+        return owner.nbytes
+    try:
+        return memoryview(owner).nbytes
+    except TypeError:
+        return sys.getsizeof(owner)
 
 
 def remap_ids(ids: np.ndarray, remap: np.ndarray) -> np.ndarray:
@@ -202,8 +230,8 @@ class ChunkManifest:
         {'path': 'file:///data/a.nc', 'offset': 20, 'length': 10}
         """
         ids = np.asarray(ids, dtype=np.uint32)
-        offsets = np.asarray(offsets, dtype=np.uint64)
-        lengths = np.asarray(lengths, dtype=np.uint64)
+        offsets = _as_uint64("offsets", offsets)
+        lengths = _as_uint64("lengths", lengths)
         if not (ids.shape == offsets.shape == lengths.shape):
             raise InvalidManifestError(
                 f"ids, offsets and lengths must have one shape, got {ids.shape}, "
@@ -244,12 +272,14 @@ class ChunkManifest:
         >>> len(m), m.shape_chunk_grid
         (1, (2,))
         """
-        offsets = np.asarray(offsets, dtype=np.uint64)
-        lengths = np.asarray(lengths, dtype=np.uint64)
+        offsets = _as_uint64("offsets", offsets)
+        lengths = _as_uint64("lengths", lengths)
         if isinstance(paths, str):
             ids = np.full(offsets.shape, 0 if paths else MISSING, dtype=np.uint32)
             return cls.from_path_ids(table=[paths] if paths else [], ids=ids, offsets=offsets, lengths=lengths)
         paths = np.asarray(paths)
+        if paths.dtype == object:  # None marks a missing chunk, like "" (never the path "None")
+            paths = np.where(np.equal(paths, None), "", paths)
         if paths.shape != offsets.shape:
             raise InvalidManifestError(
                 f"paths, offsets and lengths must have one shape, got {paths.shape}, "
@@ -339,11 +369,12 @@ class ChunkManifest:
 
     def __iter__(self) -> Iterator[str]:
         """Keys (``"i.j"``) of the chunks that are present, in C order."""
-        for idx in zip(*np.nonzero(self._ids != MISSING)):
+        # argwhere, not nonzero: nonzero refuses 0-d grids (the single chunk of a scalar)
+        for idx in np.argwhere(self._ids != MISSING):
             yield _chunk_key(tuple(int(i) for i in idx))
 
     def items(self) -> Iterator[tuple[str, ChunkEntry]]:
-        for idx in zip(*np.nonzero(self._ids != MISSING)):
+        for idx in np.argwhere(self._ids != MISSING):
             idx = tuple(int(i) for i in idx)
             entry = self.get_entry(idx)
             assert entry is not None
@@ -359,9 +390,9 @@ class ChunkManifest:
 
     @property
     def nbytes(self) -> int:
-        """Memory the manifest holds: the three grids plus the table."""
-        arrays = sum(a.nbytes for a in (self._ids, self._offsets, self._lengths) if a.base is None)
-        arrays += sum(a.base.nbytes for a in (self._ids, self._offsets, self._lengths) if a.base is not None)
+        """Memory the manifest holds: the three grids (whole buffers, for views) plus the table."""
+        owners = {id(o): o for o in map(_memory_owner, (self._ids, self._offsets, self._lengths))}
+        arrays = sum(_buffer_nbytes(o) for o in owners.values())
         return arrays + sum(sys.getsizeof(t) for t in self._table)
 
     def __eq__(self, other: object) -> bool:
