@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from virtualizarr.errors import InvalidManifestError, NeedsValuesError
@@ -20,13 +21,14 @@ _NEEDS_VALUES_HINT = (
 )
 
 
-class ManifestArray:
+class ManifestArray(NDArrayOperatorsMixin):
     """A virtual array: Zarr v3 metadata plus a :class:`ChunkManifest`.
 
     It behaves like a numpy array for everything that only moves chunks around
     (``np.concatenate``, ``np.stack``, ``np.expand_dims``, ``np.broadcast_to``,
     chunk-aligned indexing), which is all xarray needs to concatenate and merge
-    virtual datasets. Anything that needs values raises :class:`NeedsValuesError`.
+    virtual datasets. Anything that needs values raises :class:`NeedsValuesError`
+    (arithmetic operators included: they are routed through ``__array_ufunc__``).
 
     >>> from virtualizarr.manifests.metadata import create_v3_array_metadata
     >>> meta = create_v3_array_metadata(shape=(4,), data_type="<f4", chunk_shape=(2,))
@@ -156,8 +158,15 @@ class ManifestArray:
         return HANDLED_FUNCTIONS[func](*args, **kwargs)
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if ufunc is np.equal and method == "__call__" and len(inputs) == 2:
-            return inputs[0] == inputs[1]
+        if (
+            ufunc is np.equal
+            and method == "__call__"
+            and len(inputs) == 2
+            and all(isinstance(x, ManifestArray) for x in inputs)
+        ):
+            # Only between two virtual arrays: with a numpy operand, `==` would dispatch
+            # straight back here and recurse forever.
+            return inputs[0].__eq__(inputs[1])
         raise NeedsValuesError(
             f"np.{ufunc.__name__} needs the values of a virtual array. If xarray called it to "
             "compare variables while combining, pass compat='override' (and coords='minimal', "
