@@ -6,7 +6,6 @@ import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -15,13 +14,22 @@ __all__ = ["ObjectStoreRegistry", "split_url"]
 
 
 def split_url(url: str) -> tuple[str, str, list[str]]:
-    """``(scheme, netloc, path segments)`` of a URL; local paths count as ``file://``."""
+    """``(scheme, netloc, path segments)`` of a URL; local paths count as ``file://``.
+
+    The path is taken literally: ``#`` and ``?`` are characters of file and object
+    names (``file:///data/run#3.nc``), not a fragment or query as ``urlsplit`` would
+    have it, and nothing is percent-decoded (obstore takes keys as they are).
+
+    >>> split_url("s3://bucket/dir/a#1.nc")
+    ('s3', 'bucket', ['dir', 'a#1.nc'])
+    """
     if "://" not in url:
         from virtualizarr.manifests.manifest import normalize_path
 
         url = normalize_path(url)
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc, [p for p in parts.path.split("/") if p]
+    scheme, _, rest = url.partition("://")
+    netloc, _, path = rest.partition("/")
+    return scheme.lower(), netloc, [p for p in path.split("/") if p]
 
 
 def _default_store(scheme: str, netloc: str) -> ObjectStore:
@@ -72,9 +80,9 @@ class ObjectStoreRegistry:
         best: tuple[str, str, tuple[str, ...]] | None = None
         for key in self._stores:
             s, n, segs = key
-            if s == scheme and n == netloc and tuple(segments[: len(segs)]) == segs:
-                if best is None or len(segs) > len(best[2]):
-                    best = key
+            matches = s == scheme and n == netloc and tuple(segments[: len(segs)]) == segs
+            if matches and (best is None or len(segs) > len(best[2])):
+                best = key
         if best is not None:
             return self._stores[best], "/".join(segments[len(best[2]) :])
         with self._lock:
