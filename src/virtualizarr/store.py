@@ -14,7 +14,7 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
-from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.buffer import Buffer, BufferPrototype
 
 from virtualizarr.errors import ChunkReadError
 from virtualizarr.manifests.array import ManifestArray
@@ -67,7 +67,7 @@ def _apply_range(start: int, length: int, byte_range: ByteRequest | None) -> tup
     if isinstance(byte_range, SuffixByteRequest):
         n = min(byte_range.suffix, length)
         return start + length - n, n
-    raise TypeError(f"unexpected byte range {byte_range!r}")
+    raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
 class ManifestStore(Store):
@@ -121,8 +121,12 @@ class ManifestStore(Store):
         self.__init__(state["group"], registry=state["registry"])  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> ManifestStore:
+        # docstring inherited
         if not read_only:
-            raise ValueError("ManifestStore is read-only")
+            raise NotImplementedError(
+                f"with_read_only is not implemented for the {type(self)} store type: a "
+                "ManifestStore only serves the files it references and cannot be written."
+            )
         return self
 
     # -- key resolution ------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class ManifestStore(Store):
             if isinstance(node, ManifestArray):
                 try:
                     idx = node.metadata.chunk_key_encoding.decode_chunk_key("/".join(parts[i:]))
-                except Exception:
+                except (ValueError, TypeError):  # not a chunk key of this array
                     return None
                 grid = node.manifest.shape_chunk_grid
                 if len(idx) != len(grid) or any(not 0 <= j < g for j, g in zip(idx, grid)):
@@ -230,10 +234,12 @@ class ManifestStore(Store):
         return self._locate(key) is not None
 
     async def set(self, key: str, value: Buffer) -> None:
-        raise PermissionError("ManifestStore is read-only")
+        # docstring inherited
+        self._check_writable()  # always read-only: raises zarr's usual ValueError
 
     async def delete(self, key: str) -> None:
-        raise PermissionError("ManifestStore is read-only")
+        # docstring inherited
+        self._check_writable()
 
     # -- listing -----------------------------------------------------------------------------
 
