@@ -46,6 +46,10 @@ def _zarr_attributes(attrs: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
         fv = fv.encode()
     if dtype.kind == "f" and isinstance(fv, str):  # JSON-safe spelling of NaN/Infinity
         fv = float(fv)
+    if dtype.kind in "iu" and isinstance(fv, float) and not fv.is_integer():
+        # e.g. NaN on an int16 packed variable (xarray writes those): it equals no stored
+        # value, so it masks nothing, and xarray's Zarr backend cannot read it back.
+        return {k: v for k, v in attrs.items() if k != "_FillValue"}
     try:
         fv = FillValueCoder.encode(fv, dtype)
     except (TypeError, ValueError):
