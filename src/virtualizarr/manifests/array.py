@@ -10,7 +10,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from virtualizarr.errors import InvalidManifestError, NeedsValuesError
 from virtualizarr.manifests.manifest import ChunkManifest
-from virtualizarr.manifests.metadata import chunk_grid_shape
+from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
 
 __all__ = ["ManifestArray"]
 
@@ -50,7 +50,7 @@ class ManifestArray(NDArrayOperatorsMixin):
             metadata = ArrayV3Metadata.from_dict(metadata)
         if not isinstance(metadata, ArrayV3Metadata):
             raise TypeError(f"expected ArrayV3Metadata or dict, got {type(metadata).__name__}")
-        grid = chunk_grid_shape(metadata.shape, metadata.chunks)
+        grid = chunk_grid_shape(metadata.shape, chunk_shape_of(metadata))
         if isinstance(chunkmanifest, dict):
             chunkmanifest = ChunkManifest(chunkmanifest, shape=grid)
         if not isinstance(chunkmanifest, ChunkManifest):
@@ -58,7 +58,7 @@ class ManifestArray(NDArrayOperatorsMixin):
         if chunkmanifest.shape_chunk_grid != grid:
             raise InvalidManifestError(
                 f"Manifest grid {chunkmanifest.shape_chunk_grid} does not match the chunk grid "
-                f"{grid} of an array of shape {metadata.shape} with chunks {metadata.chunks}."
+                f"{grid} of an array of shape {metadata.shape} with chunks {chunk_shape_of(metadata)}."
             )
         self._metadata = metadata
         self._manifest = chunkmanifest
@@ -79,7 +79,7 @@ class ManifestArray(NDArrayOperatorsMixin):
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        return tuple(int(c) for c in self._metadata.chunks)
+        return chunk_shape_of(self._metadata)
 
     @property
     def dtype(self) -> np.dtype:

@@ -100,12 +100,21 @@ def create_v3_array_metadata(
     )
 
 
+def chunk_shape_of(metadata: ArrayV3Metadata) -> tuple[int, ...]:
+    """Shape of the chunks that references point at: the shards of a sharded array.
+
+    zarr-python's ``metadata.chunks`` is the *inner* chunk shape of a sharded array;
+    a manifest's grid is the regular ``chunk_grid`` (one reference per shard).
+    """
+    return tuple(int(c) for c in metadata.chunk_grid.chunk_shape)  # type: ignore[attr-defined]
+
+
 def with_metadata(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
     """A copy of ``metadata`` with some fields replaced (``shape``, ``chunk_shape``, ...)."""
     d = {
         "shape": metadata.shape,
         "data_type": metadata.data_type,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": metadata.chunks}},
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk_shape_of(metadata)}},
         "chunk_key_encoding": metadata.chunk_key_encoding,
         "fill_value": metadata.fill_value,
         "codecs": metadata.codecs,
