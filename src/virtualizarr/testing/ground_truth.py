@@ -61,7 +61,9 @@ def assert_values_match(values: Any, stats: dict[str, Any], *, name: str = "", e
     if arr.dtype.kind in "iufb" and "sum" in stats and arr.size:
         flt = arr.astype(np.float64)
         finite = flt[np.isfinite(flt)]
-        assert finite.size == stats.get("count", finite.size), f"{name}: count {finite.size} != {stats['count']}"
+        # ground truth's count is every value, NaN included (n_nan of them)
+        n_finite = stats.get("count", finite.size) - stats.get("n_nan", 0)
+        assert finite.size == n_finite, f"{name}: {finite.size} finite values, expected {n_finite}"
         if finite.size:
             np.testing.assert_allclose(finite.sum(), stats["sum"], rtol=1e-6, err_msg=name)
             np.testing.assert_allclose(finite.min(), stats["min"], rtol=1e-7, err_msg=name)
