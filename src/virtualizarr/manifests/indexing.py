@@ -69,7 +69,9 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
                     f"Cannot take a slice with step {step} of a virtual array. {_NEEDS_VALUES_HINT}"
                 )
             stop = max(stop, start)
-            if start % c or (stop % c and stop != n):
+            if stop == start:  # an empty selection holds no chunks, aligned or not
+                start = stop = 0
+            elif start % c or (stop % c and stop != n):
                 raise NeedsValuesError(
                     f"Slice {start}:{stop} on axis {axis} does not fall on chunk boundaries "
                     f"(chunk length {c}); only whole chunks of a virtual array can be selected. "
