@@ -387,6 +387,26 @@ def test_corrupt_list_tag(tmp_path: Path) -> None:
         parse(path)
 
 
+def test_two_unlimited_dimensions_are_rejected(tmp_path: Path) -> None:
+    path = write_sample(tmp_path / "sample.nc", "NETCDF3_CLASSIC")
+    data = path.read_bytes()
+    dim_x = b"\x00\x00\x00\x01x\x00\x00\x00\x00\x00\x00\x05"  # name "x", length 5
+    assert data.count(dim_x) == 1
+    path.write_bytes(data.replace(dim_x, dim_x[:-4] + bytes(4)))
+    with pytest.raises(CorruptFileError, match="more than one dimension is unlimited"):
+        parse(path)
+
+
+def test_corrupt_attribute_length_fetches_nothing_past_the_end(tmp_path: Path) -> None:
+    path = write_sample(tmp_path / "sample.nc", "NETCDF3_CLASSIC")
+    data = path.read_bytes()
+    title = b"\x00\x00\x00\x02\x00\x00\x00\x06sample"  # NC_CHAR, 6 chars
+    assert data.count(title) == 1
+    path.write_bytes(data.replace(title, b"\x00\x00\x00\x02\x7f\xff\xff\xffsample"))
+    with pytest.raises(CorruptFileError, match=r"header is truncated.*attribute 'title'"):
+        parse(path)
+
+
 def test_truncated_data_names_the_variable(tmp_path: Path) -> None:
     path = tmp_path / "cut.nc"
     with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as nc:

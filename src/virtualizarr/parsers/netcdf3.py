@@ -84,19 +84,20 @@ class NetCDF3Header:
 class _Cursor:
     """Sequential big-endian reads over the header, fetching more bytes when needed."""
 
-    __slots__ = ("_fetch", "buf", "pos", "url", "version")
+    __slots__ = ("_fetch", "buf", "pos", "size", "url", "version")
 
     def __init__(
-        self, buf: bytes, fetch: Callable[[int, int], bytes], url: str, version: int
+        self, buf: bytes, fetch: Callable[[int, int], bytes], url: str, version: int, size: int
     ) -> None:
-        self.buf, self.pos, self._fetch, self.url, self.version = buf, 4, fetch, url, version
+        self.buf, self.pos, self._fetch, self.url = buf, 4, fetch, url
+        self.version, self.size = version, size
 
     def need(self, n: int, what: str) -> None:
         if self.pos + n <= len(self.buf):
             return
-        want = max(self.pos + n - len(self.buf), len(self.buf))
-        more = self._fetch(len(self.buf), want)
-        self.buf += more
+        if self.pos + n <= self.size:  # (a corrupt length past the end fetches nothing)
+            want = max(self.pos + n - len(self.buf), len(self.buf))
+            self.buf += self._fetch(len(self.buf), min(want, self.size - len(self.buf)))
         if self.pos + n > len(self.buf):
             raise CorruptFileError(
                 f"{self.url}: the netCDF-3 header is truncated: the file ends at byte "
@@ -165,9 +166,10 @@ def _attribute_value(cur: _Cursor, nc_type: int, name: str, where: str) -> Any:
     n = cur.nonneg(f"the length of attribute {name!r} of {where}")
     data = cur.raw(n * dtype.itemsize, f"the value of attribute {name!r} of {where}")
     if nc_type == _NC_CHAR:
-        # as netCDF4-python: UTF-8 text without NULs (a char _FillValue keeps its byte)
-        text = data.decode("utf-8", errors="replace")
-        return text if name == "_FillValue" else text.replace("\x00", "")
+        if name == "_FillValue":  # one byte, kept exactly (it is the fill of a char variable)
+            return data.decode("latin-1")
+        # as netCDF4-python: UTF-8 text without NULs
+        return data.decode("utf-8", errors="replace").replace("\x00", "")
     values = np.frombuffer(data, dtype=dtype).tolist()
     return values[0] if n == 1 else values
 
@@ -182,11 +184,15 @@ def _attributes(cur: _Cursor, where: str) -> dict[str, Any]:
 
 
 def parse_header(
-    head: bytes, url: str = "<bytes>", fetch: Callable[[int, int], bytes] | None = None
+    head: bytes,
+    url: str = "<bytes>",
+    fetch: Callable[[int, int], bytes] | None = None,
+    size: int | None = None,
 ) -> NetCDF3Header:
     """Parse a netCDF-3 header from its first bytes.
 
-    ``fetch(start, length)`` supplies more bytes when the header is longer than ``head``.
+    ``fetch(start, length)`` supplies more bytes when the header is longer than ``head``;
+    ``size`` (the file's size, if known) stops a corrupt length from fetching the whole file.
 
     >>> h = parse_header(b"CDF\\x01" + bytes(28))
     >>> h.version, h.numrecs, h.variables
@@ -197,14 +203,16 @@ def parse_header(
         raise ParserError(
             f"{url} is not a netCDF-3 file: it starts with {head[:4]!r}, not b'CDF'.{hint}"
         )
-    if len(head) < 4 or head[3] not in _FORMATS:
-        got = head[3] if len(head) > 3 else "nothing"
+    if len(head) < 4:
+        raise CorruptFileError(f"{url}: the file ends after b'CDF', before the version byte.")
+    if head[3] not in _FORMATS:
         raise ParserError(
-            f"{url}: unknown netCDF-3 version byte {got} after b'CDF'; expected 1 (CDF-1), "
+            f"{url}: unknown netCDF-3 version byte {head[3]} after b'CDF'; expected 1 (CDF-1), "
             "2 (CDF-2) or 5 (CDF-5)."
         )
     version = head[3]
-    cur = _Cursor(head, fetch or (lambda start, n: b""), url, version)
+    limit = len(head) if fetch is None else size if size is not None else 1 << 63
+    cur = _Cursor(head, fetch or (lambda start, n: b""), url, version, limit)
     numrecs: int | None = cur.nonneg("the number of records")
     if numrecs == (1 << (64 if version == 5 else 32)) - 1:
         numrecs = None  # STREAMING: the count follows from the file size
@@ -212,6 +220,8 @@ def parse_header(
     for i in range(cur.list_header(_TAG_DIMENSION, "dimension")):
         name = cur.name(f"dimension {i}")
         dims.append((name, cur.nonneg(f"the length of dimension {name!r}")))
+    if sum(length == 0 for _, length in dims) > 1:
+        raise CorruptFileError(f"{url}: more than one dimension is unlimited (length 0): {dims}.")
     attrs = _attributes(cur, "the file (global)")
     variables = []
     for i in range(cur.list_header(_TAG_VARIABLE, "variable")):
@@ -283,9 +293,9 @@ def _fill_value(var: NetCDF3Variable) -> Any:
         return default
     try:
         if dtype.kind == "S":
-            return (fv.encode("latin-1") if isinstance(fv, str) else bytes(fv))[:1] or b"\x00"
+            return fv.encode("latin-1")[:1] or default
         cast = dtype.type(fv)
-    except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
+    except (AttributeError, TypeError, ValueError, OverflowError, UnicodeEncodeError):
         return default
     # a value the type cannot hold exactly (e.g. 1e20 for an int) is not this type's fill
     return cast.item() if cast == fv or (dtype.kind == "f" and np.isnan(cast)) else default
@@ -420,14 +430,21 @@ class NetCDF3Parser:
         url = normalize_path(url)
         size = file_size(url, registry)
         head = read_range(url, 0, min(size, _FIRST_READ), registry)
-        header = parse_header(head, url, lambda start, n: read_range(url, start, n, registry))
+        header = parse_header(
+            head, url, lambda start, n: read_range(url, start, n, registry), size=size
+        )
         for var in header.variables:
             _check_variable(header, var, url)
         layout = _record_layout(header, size)
-        arrays = {
-            var.name: _build_array(header, var, layout, url, size, self.max_chunk_bytes)
-            for var in header.variables
-            if var.name not in self.drop_variables
-        }
+        arrays: dict[str, ManifestArray] = {}
+        for var in header.variables:
+            if not var.name or "/" in var.name or var.name in arrays:
+                raise CorruptFileError(
+                    f"{url}: the header holds an invalid or repeated variable name {var.name!r}."
+                )
+            if var.name not in self.drop_variables:
+                arrays[var.name] = _build_array(
+                    header, var, layout, url, size, self.max_chunk_bytes
+                )
         group = ManifestGroup(arrays=arrays, attributes=header.attributes)
         return ManifestStore(group, registry=registry)
