@@ -1,0 +1,159 @@
+"""Zarr v3 codecs that delegate to a numcodecs (Zarr v2) codec of the same configuration.
+
+Each virtual-format codec is written once, as a numcodecs ``Codec`` (so Zarr v2 /
+kerchunk references can name it), and exposed to Zarr v3 through one of the three thin
+wrappers here, one per codec role: bytes->bytes, array->bytes, array->array. The v3
+``configuration`` is the numcodecs config without its ``id``, so the two forms convert
+into each other by adding or dropping that key.
+
+>>> from numcodecs import Zlib
+>>> class ZlibV3(WrappedBytesBytesCodec, codec_name="example.zlib", numcodec=Zlib): ...
+>>> ZlibV3(level=1).to_dict()
+{'name': 'example.zlib', 'configuration': {'level': 1}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
+from zarr.core.common import JSON, parse_named_configuration
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from numcodecs.abc import Codec as Numcodec
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer, NDBuffer
+
+__all__ = ["WrappedArrayArrayCodec", "WrappedArrayBytesCodec", "WrappedBytesBytesCodec"]
+
+
+@dataclass(frozen=True)
+class _Wrapped:
+    """Shared part: name, configuration, the numcodecs twin, JSON round trip."""
+
+    codec_name: ClassVar[str]
+    numcodec_cls: ClassVar[type]
+    configuration: dict[str, Any]
+
+    def __init_subclass__(
+        cls, *, codec_name: str | None = None, numcodec: type | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if codec_name is not None:
+            cls.codec_name = codec_name
+        if numcodec is not None:
+            cls.numcodec_cls = numcodec
+
+    def __init__(self, **configuration: Any) -> None:
+        configuration.pop("id", None)
+        object.__setattr__(self, "configuration", configuration)
+        self._numcodec  # validate the configuration now, not at the first read  # noqa: B018
+
+    @cached_property
+    def _numcodec(self) -> Numcodec:
+        cls = self.numcodec_cls
+        if hasattr(cls, "from_config"):
+            return cls.from_config(dict(self.configuration))
+        return cls(**self.configuration)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, JSON]) -> Self:
+        _, config = parse_named_configuration(data, cls.codec_name, require_configuration=False)
+        return cls(**(config or {}))  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"name": self.codec_name, "configuration": dict(self.configuration)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.configuration!r})"
+
+    def __hash__(self) -> int:
+        return hash((self.codec_name, repr(sorted(self.configuration.items()))))
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError(f"{self.codec_name} has no fixed encoded size.")
+
+
+class WrappedBytesBytesCodec(_Wrapped, BytesBytesCodec):
+    """A bytes->bytes Zarr v3 codec running a numcodecs codec."""
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        out = self._numcodec.decode(chunk_bytes.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(np.asarray(out).tobytes())
+
+    def _encode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
+        out = self._numcodec.encode(chunk_bytes.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(np.asarray(out).tobytes())
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    async def _encode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
+
+
+class WrappedArrayBytesCodec(_Wrapped, ArrayBytesCodec):
+    """An array->bytes Zarr v3 codec running a numcodecs codec.
+
+    The numcodecs codec must decode to exactly one chunk's worth of values; they are cast
+    to the array's data type (the codecs decode to native byte order) and reshaped.
+    """
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        out = np.asarray(self._numcodec.decode(chunk_bytes.as_numpy_array().tobytes()))
+        n = math.prod(chunk_spec.shape)
+        if out.size != n:
+            raise ValueError(
+                f"{self.codec_name} decoded {out.size} values but the chunk has shape "
+                f"{chunk_spec.shape} ({n} values)."
+            )
+        dtype = chunk_spec.dtype.to_native_dtype()
+        arr = out.reshape(chunk_spec.shape).astype(dtype, copy=False)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        out = self._numcodec.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
+        return chunk_spec.prototype.buffer.from_bytes(np.asarray(out).tobytes())
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+
+class WrappedArrayArrayCodec(_Wrapped, ArrayArrayCodec):
+    """An array->array Zarr v3 codec running a numcodecs codec on native-order arrays."""
+
+    def _decode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
+        arr = chunk_array.as_numpy_array()
+        # imagecodecs filters compute in the machine's byte order
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+        out = np.asarray(self._numcodec.decode(arr)).reshape(chunk_spec.shape)
+        dtype = chunk_spec.dtype.to_native_dtype()
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(out.astype(dtype, copy=False))
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
+        arr = chunk_array.as_numpy_array()
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+        out = self._numcodec.encode(arr)
+        out = (
+            np.frombuffer(out, arr.dtype) if isinstance(out, bytes | bytearray) else np.asarray(out)
+        )
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(out.reshape(chunk_spec.shape))
+
+    async def _decode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_array, chunk_spec)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        return input_byte_length
