@@ -38,7 +38,10 @@ def _default_store(scheme: str, netloc: str) -> ObjectStore:
     if scheme == "file":
         return LocalStore()
     if scheme in ("http", "https"):
-        return HTTPStore.from_url(f"{scheme}://{netloc}")
+        # obstore refuses plain-HTTP URLs unless told otherwise; the URL itself says http
+        return HTTPStore.from_url(
+            f"{scheme}://{netloc}", client_options={"allow_http": scheme == "http"}
+        )
     if scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"):
         anonymous = not (os.environ.get("AWS_ACCESS_KEY_ID") and scheme.startswith("s3"))
         return from_url(f"{scheme}://{netloc}", skip_signature=anonymous)
