@@ -110,7 +110,11 @@ def read_range(url: str, start: int, length: int, registry: ObjectStoreRegistry 
         return bytes(obstore.get_range(store, path, start=start, length=length))
     except Exception as e:
         # Stores refuse a range that starts at or past the end; that is an empty read.
-        if start >= file_size(url, registry):
+        try:
+            past_end = start >= file_size(url, registry)
+        except FileNotFoundError:
+            past_end = False
+        if past_end:
             return b""
         raise _not_found(url, e) from e
 
