@@ -206,6 +206,39 @@ def test_virtual_chunks_are_references_and_missing_chunks_absent(repo, files):
     assert session.chunk_type("/time", [0]) in (ct.native, ct.inline)
 
 
+def test_accessor_with_a_dask_backed_loaded_variable(repo, files):
+    pytest.importorskip("dask")
+    import virtualizarr.accessor  # noqa: F401  (registers ds.vz)
+
+    ds = virtual_ds(files[0], loadable=("time", "lat", "packed"))
+    ds["packed"] = ds["packed"].chunk({"time": 1})
+    session = repo.writable_session("main")
+    assert ds.vz.to_icechunk(session.store) is None
+    session.commit("dask")
+    back = read_back(repo)
+    xr.testing.assert_equal(back, xr.open_dataset(files[0]).load())
+    assert repo.readonly_session(branch="main").chunk_type("/packed", [1, 0, 0]) in (
+        icechunk.ChunkType.native, icechunk.ChunkType.inline)  # fmt: skip
+
+
+def test_append_minus_keeps_variables_without_the_append_dim(repo, files):
+    session = repo.writable_session("main")
+    to_icechunk(virtual_ds(files[0], loadable=("time",)), session.store)
+    # a second file whose lat references another file: "a-" must not touch lat
+    to_icechunk(
+        virtual_ds(files[1], loadable=("time",)), session.store, append_dim="time", mode="a-"
+    )
+    assert session.all_virtual_chunk_locations().count(normalize_path(files[1])) > 0
+    lat = session.store.array_chunk_iterator("lat")
+
+    async def lat_paths():
+        return [p async for batch in lat for p in batch[2]]
+
+    assert zarr.core.sync.sync(lat_paths()) == [normalize_path(files[0])]
+    session.commit("a-")
+    xr.testing.assert_equal(read_back(repo), expected(*files[:2]))
+
+
 def test_group_writes_into_a_subgroup(repo, files):
     session = repo.writable_session("main")
     to_icechunk(virtual_ds(files[0]), session.store, group="a/b")
