@@ -18,7 +18,7 @@ def virtual_dataset(n_chunks: int, n_files: int = 1000) -> xr.Dataset:
     from virtualizarr.manifests import ChunkManifest, ManifestArray
     from virtualizarr.manifests.metadata import create_v3_array_metadata
 
-    side = int(round(n_chunks**0.5))
+    side = round(n_chunks**0.5)
     grid = (side, side)
     ids = (np.arange(side * side, dtype=np.uint32) % n_files).reshape(grid)
     manifest = ChunkManifest.from_path_ids(
@@ -70,7 +70,7 @@ def main(n_chunks: int) -> None:
                 location=table[m.path_ids.flat[i]],
                 offset=int(m.offsets.flat[i]),
                 length=int(m.lengths.flat[i]),
-            )  # fmt: skip
+            )
             for i in range(k)
         ]
         session.store.set_virtual_refs("v", specs)
