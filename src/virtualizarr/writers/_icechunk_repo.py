@@ -33,10 +33,17 @@ def storage_for(url: str) -> Storage:
         return icechunk.local_filesystem_storage(os.path.abspath(os.path.expanduser(path)))
     bucket, _, key = rest.partition("/")
     if scheme == "s3":
-        creds = _aws_env_creds()
-        return icechunk.s3_storage(bucket=bucket, prefix=key or None, region=_aws_region(),
-                                   endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
-                                   anonymous=not creds, from_env=creds or None)  # fmt: skip
+        creds, endpoint = _aws_env_creds(), os.environ.get("AWS_ENDPOINT_URL")
+        return icechunk.s3_storage(
+            bucket=bucket,
+            prefix=key or None,
+            region=_aws_region(),
+            endpoint_url=endpoint,  # S3-compatible servers (MinIO, moto)
+            allow_http=bool(endpoint),
+            force_path_style=bool(endpoint),
+            anonymous=not creds,
+            from_env=creds or None,
+        )
     if scheme in ("gs", "gcs"):
         return icechunk.gcs_storage(bucket=bucket, prefix=key or None, from_env=True)
     raise WriterError(
@@ -129,7 +136,7 @@ def repository_for_write(target: str, urls: set[str]) -> Repository:
             config.set_virtual_chunk_container(_container(form))
             have.append(form)
         added = True
-    auth = {p: credentials_for(p) for p in have}
+    auth = icechunk.containers_credentials({p: credentials_for(p) for p in have})
     if exists:
         repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=auth)
         if added:

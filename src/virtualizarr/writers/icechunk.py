@@ -318,7 +318,9 @@ def open_icechunk(
     storage = storage_for(str(os.fspath(path_or_url)))
     config = icechunk.Repository.fetch_config(storage)
     containers = (config.virtual_chunk_containers or {}).values() if config else []
-    auth = {c.url_prefix: credentials_for(c.url_prefix) for c in containers}
+    auth = icechunk.containers_credentials(
+        {c.url_prefix: credentials_for(c.url_prefix) for c in containers}
+    )
     repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=auth)
     if snapshot_id is not None:
         session = repo.readonly_session(snapshot_id=snapshot_id)
