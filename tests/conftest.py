@@ -116,10 +116,12 @@ def s3_server() -> Iterator[S3Server]:
 class HTTPServer:
     """A loopback HTTP server of the files under ``root`` (GET with Range, and HEAD)."""
 
-    def __init__(self, root: Path, url: str) -> None:
+    def __init__(self, root: Path, url: str, requests: list[tuple[str, str, str | None]]) -> None:
         self.root = root
         self.url = url
         """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        self.requests = requests
+        """Every request served so far: ``(method, path, Range header or None)``."""
 
     def mkdir(self) -> Path:
         """A fresh directory under ``root`` for one test's files."""
@@ -132,7 +134,7 @@ class HTTPServer:
         return f"{self.url}/{path.relative_to(self.root).as_posix()}"
 
 
-def _range_handler(root: Path) -> type:
+def _range_handler(root: Path, log: list[tuple[str, str, str | None]]) -> type:
     import http.server
     import re
 
@@ -146,6 +148,7 @@ def _range_handler(root: Path) -> type:
             pass
 
         def _file(self) -> Path | None:
+            log.append((self.command, self.path, self.headers.get("Range")))
             rel = self.path.split("?", 1)[0].lstrip("/")
             from urllib.parse import unquote
 
@@ -212,12 +215,13 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPServer
     import threading
 
     root = tmp_path_factory.mktemp("http_root")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _range_handler(root))
+    log: list[tuple[str, str, str | None]] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _range_handler(root, log))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield HTTPServer(root, f"http://127.0.0.1:{server.server_address[1]}")
+        yield HTTPServer(root, f"http://127.0.0.1:{server.server_address[1]}", log)
     finally:
         server.shutdown()
         server.server_close()
