@@ -72,6 +72,9 @@ def write_nc(
         packed[:] = rng.uniform(0, 100, size=(ntime, NX, NY))
         sparse = nc.createVariable("sparse", "f4", ("time", "lat", "lon"), chunksizes=(1, 2, NY), fill_value=-1.0)  # fmt: skip
         sparse[0, :2, :] = np.arange(2 * NY, dtype="f4").reshape(2, NY)
+        height = nc.createVariable("height", "f4", ())
+        height.units = "m"
+        height[...] = 2.0
     return path
 
 
@@ -260,7 +263,8 @@ def test_append_equals_opening_all_files(repo, files):
 
     back = read_back(repo)
     xr.testing.assert_equal(back, expected(*files))
-    with xr.open_mfdataset(files, combine="by_coords") as mf:
+    with xr.open_mfdataset(files, combine="by_coords", data_vars="minimal", coords="minimal",
+                           compat="override") as mf:  # fmt: skip
         xr.testing.assert_equal(back, mf.load())
 
 
@@ -360,7 +364,7 @@ def test_region_write_replaces_references(repo, files):
     session = repo.writable_session("main")
     to_icechunk(both, session.store)
     # put file 2's data where file 1's was: only variables along time
-    third = virtual_ds(files[2]).drop_vars("lat")
+    third = virtual_ds(files[2]).drop_vars(["lat", "height"])
     to_icechunk(third, session.store, region={"time": slice(3, 6)})
     session.commit("region")
     back = read_back(repo)
@@ -497,7 +501,10 @@ def test_open_virtual_dataset_round_trip(tmp_path, files):
         pytest.skip(f"HDF5 parser not available: {e}")
     from virtualizarr import open_virtual_dataset
 
+    # "sparse" is left out: its HDF5 extent along the unlimited dimension is shorter than
+    # netCDF's (records never written), which is the parser's business, not the writer's
     target = tmp_path / "repo"
-    to_icechunk(open_virtual_dataset(files[0]), target)
-    to_icechunk(open_virtual_dataset(files[1]), target, append_dim="time")
-    xr.testing.assert_equal(open_icechunk(target).load(), expected(*files[:2]))
+    to_icechunk(open_virtual_dataset(files[0], drop_variables=["sparse"]), target)
+    ds = open_virtual_dataset(files[1], drop_variables=["sparse"])
+    to_icechunk(ds, target, append_dim="time")
+    xr.testing.assert_equal(open_icechunk(target).load(), expected(*files[:2]).drop_vars("sparse"))

@@ -193,6 +193,9 @@ def _array_doc(
     """zarr.json of a virtual array: its codecs and fill value, the Variable's attrs and dims."""
     meta = with_metadata(arr.metadata, attributes={}, dimension_names=dims)
     doc = to_json_safe(meta.to_dict())
+    # References are set by chunk index, so the key encoding is free: use Icechunk's native one
+    # (a v2-style "0.0" encoding from a Zarr v2 source would not be understood).
+    doc["chunk_key_encoding"] = {"name": "default", "configuration": {"separator": "/"}}
     doc["attributes"] = json_attrs(attrs, arr.dtype)
     return doc
 
