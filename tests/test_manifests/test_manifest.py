@@ -399,3 +399,21 @@ def test_nbytes_counts_arrays_and_table() -> None:
     # views share the parent's buffers: slicing reports the memory it keeps alive
     assert m[:10].nbytes == m.nbytes
     assert sys.getsizeof("s3://b/x") <= m.nbytes - 20_000
+
+
+@pytest.mark.parametrize("order", ["runs", "shuffled", "alternating"])
+def test_from_arrays_any_path_order(order: str) -> None:
+    names = np.array(["s3://b/c.nc", "", "s3://b/a.nc", "s3://b/b.nc"])
+    n = 400
+    idx = {
+        "runs": np.repeat(np.arange(4), n // 4),
+        "shuffled": np.random.default_rng(0).integers(0, 4, n),
+        "alternating": np.arange(n) % 4,
+    }[order]
+    paths = names[idx].reshape(20, 20)
+    m = ChunkManifest.from_arrays(
+        paths=paths, offsets=np.arange(n).reshape(20, 20), lengths=np.ones((20, 20))
+    )
+    assert m.paths.tolist() == paths.tolist()
+    assert sorted(m.table) == ["s3://b/a.nc", "s3://b/b.nc", "s3://b/c.nc"]
+    assert m.missing.tolist() == (paths == "").tolist()
