@@ -131,12 +131,19 @@ def with_metadata(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
 
 
 def fill_values_equal(a: Any, b: Any) -> bool:
-    """Fill values compare equal, with NaN equal to NaN (and same-bits for floats)."""
+    """Fill values compare equal, with NaN equal to NaN and NaT equal to NaT.
+
+    >>> nat = np.datetime64("NaT", "s")
+    >>> fill_values_equal(np.float32("nan"), np.nan), fill_values_equal(nat, nat)
+    (True, True)
+    """
     aa, bb = np.asarray(a), np.asarray(b)
     if aa.shape != bb.shape:
         return False
     if aa.dtype.kind in "fc" and bb.dtype.kind in "fc":
         return bool(np.all((aa == bb) | (np.isnan(aa) & np.isnan(bb))))
+    if aa.dtype.kind in "mM" and bb.dtype.kind == aa.dtype.kind:
+        return bool(np.all((aa == bb) | (np.isnat(aa) & np.isnat(bb))))
     return bool(np.all(aa == bb))
 
 
