@@ -378,6 +378,21 @@ def test_region_write_replaces_references(repo, files):
                     repo.writable_session("main").store, region={"time": slice(3, 6), "lat": slice(1, 3)})  # fmt: skip
 
 
+def test_region_with_mode_a_and_read_only_stores(repo, files):
+    both = xr.concat([virtual_ds(f) for f in files[:2]], dim="time", data_vars="minimal",
+                     coords="minimal", compat="override")  # fmt: skip
+    session = repo.writable_session("main")
+    to_icechunk(both, session.store)
+    third = virtual_ds(files[2], loadable=("time", "packed")).drop_vars(["lat", "height"])
+    to_icechunk(third, session.store, region={"time": slice(0, 3)}, mode="a")
+    session.commit("region")
+    back, want = read_back(repo), expected(files[2], files[1])
+    for name in ("air", "packed", "sparse"):  # packed is loaded: written by xarray
+        np.testing.assert_array_equal(back[name].values, want[name].values)
+    with pytest.raises(WriterError, match="read-only"):
+        to_icechunk(third, repo.readonly_session(branch="main").store, mode="a")
+
+
 def test_append_dim_must_be_a_dimension(repo, files):
     with pytest.raises(WriterError, match="append_dim='level'"):
         to_icechunk(virtual_ds(files[0]), repo.writable_session("main").store, append_dim="level")

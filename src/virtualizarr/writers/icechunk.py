@@ -151,6 +151,10 @@ def _write_dataset(
     last_updated_at: datetime | None,
 ) -> None:
     mode = parse_mode(mode, append_dim, region)
+    if store.read_only:
+        raise WriterError(
+            "The Icechunk store is read-only; write through repo.writable_session(branch).store."
+        )
     if append_dim is not None and append_dim not in ds.dims:
         raise WriterError(
             f"append_dim={append_dim!r} is not a dimension of the dataset {list(ds.dims)}."
@@ -276,11 +280,9 @@ def _write_loaded(
     elif not variables:
         if mode != "r+":
             zarr.open_group(store, path=prefix, mode="a", zarr_format=3)
-    elif mode == "r+":
+    elif mode == "r+" or region is not None:
         # like xarray's region writes, existing indexes are kept
-        xr_to_icechunk(
-            sub, session, group=group, mode="r+", region=dict(region) if region else None
-        )
+        xr_to_icechunk(sub, session, group=group, mode=mode, region=dict(region or {}) or None)
     elif get_doc(store, join(prefix, "zarr.json")) is None:
         xr_to_icechunk(sub, session, group=group, mode="w-")
     else:
