@@ -144,8 +144,11 @@ def _check_no_transpose(arr: ManifestArray, op: str) -> None:
 @implements(np.expand_dims)
 def expand_dims(x: ManifestArray, /, axis: int | Sequence[int] = 0) -> ManifestArray:
     axes = [axis] if isinstance(axis, int) else list(axis)
+    normalized = sorted(_norm_axis(a, x.ndim + len(axes)) for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError("repeated axis")  # as numpy says (it would otherwise add both)
     out = x
-    for ax in sorted(_norm_axis(a, x.ndim + len(axes)) for a in axes):
+    for ax in normalized:
         _check_no_transpose(out, "add an axis to")
         shape = list(out.shape)
         chunks = list(out.chunks)
