@@ -241,6 +241,8 @@ def test_expand_dims(arr: ManifestArray) -> None:
         assert e.shape == np.expand_dims(DATA, axis).shape
         np.testing.assert_array_equal(read_zarr(e), np.expand_dims(DATA, axis))
     assert np.expand_dims(arr, 0).metadata.dimension_names == (None, "y", "x")
+    with pytest.raises(ValueError, match="repeated axis"):
+        np.expand_dims(arr, (0, -4))
 
 
 def test_broadcast_to(arr: ManifestArray) -> None:

@@ -76,6 +76,14 @@ def test_nan_fill_values_are_equal() -> None:
     assert np.concatenate([a, refs(fill_value=np.nan)]).shape == (8, 6)
 
 
+@pytest.mark.parametrize("dtype", ["<M8[s]", "<m8[ns]"])
+def test_nat_fill_values_are_equal(dtype: str) -> None:
+    nat = np.array("NaT", dtype=dtype)[()]
+    a = refs(data_type=dtype, fill_value=nat, codecs=[])
+    assert np.concatenate([a, refs(data_type=dtype, fill_value=nat, codecs=[])]).shape == (8, 6)
+    assert (a == refs(data_type=dtype, fill_value=nat, codecs=[])).all()
+
+
 def test_length_not_multiple_of_chunk() -> None:
     with pytest.raises(ManifestConcatError) as info:
         np.concatenate([refs((3, 6)), refs((4, 6))], axis=0)
