@@ -475,11 +475,16 @@ def test_one_call_path_on_s3(s3_server, files, monkeypatch):
 def test_failing_write_leaves_main_unchanged(tmp_path, files):
     target = tmp_path / "repo"
     snap = to_icechunk(virtual_ds(files[0]), target)
-    bad = write_nc(files[0].parent / "bad.nc", start=3, complevel=9)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bad = write_nc(elsewhere / "bad.nc", start=3, complevel=9)
     with pytest.raises(WriterError, match="codecs"):
         to_icechunk(virtual_ds(bad), target, append_dim="time")
-    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(target)))
-    assert repo.lookup_branch("main") == snap
+    storage = icechunk.local_filesystem_storage(str(target))
+    assert icechunk.Repository.open(storage).lookup_branch("main") == snap
+    # nor was the container for the refused file's directory saved
+    containers = icechunk.Repository.fetch_config(storage).virtual_chunk_containers
+    assert [c.url_prefix for c in containers.values()] == [file_prefix(files[0])]
     xr.testing.assert_equal(open_icechunk(target).load(), xr.open_dataset(files[0]).load())
 
 

@@ -117,8 +117,12 @@ def _prefix_forms(prefix: str) -> list[str]:
     return list(dict.fromkeys([prefix, location(prefix)]))
 
 
-def repository_for_write(target: str, urls: set[str]) -> Repository:
-    """Open or create the repository at ``target`` with containers covering ``urls``."""
+def repository_for_write(target: str, urls: set[str]) -> tuple[Repository, bool]:
+    """Open or create the repository at ``target`` with containers covering ``urls``.
+
+    Also returns whether containers were added to an existing repository's config, which the
+    caller saves once the write is committed (a new repository is created with them).
+    """
     import icechunk
 
     storage = storage_for(target)
@@ -139,9 +143,7 @@ def repository_for_write(target: str, urls: set[str]) -> Repository:
     auth = icechunk.containers_credentials({p: credentials_for(p) for p in have})
     if exists:
         repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=auth)
-        if added:
-            # Containers only name where references may point: saving them before the commit
-            # is harmless if the write then fails.
-            repo.save_config()
-        return repo
-    return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=auth)
+        return repo, added
+    return icechunk.Repository.create(
+        storage, config=config, authorize_virtual_chunk_access=auth
+    ), False

@@ -122,8 +122,11 @@ def to_icechunk(
     if isinstance(store, icechunk.Repository):
         return _write_and_commit(ds, store, branch, message, **kwargs)
     if isinstance(store, (str, os.PathLike)):
-        repo = repository_for_write(str(os.fspath(store)), referenced_urls(ds))
-        return _write_and_commit(ds, repo, branch, message, **kwargs)
+        repo, new_containers = repository_for_write(str(os.fspath(store)), referenced_urls(ds))
+        snapshot = _write_and_commit(ds, repo, branch, message, **kwargs)
+        if new_containers:  # saved only once the references that need them are committed
+            repo.save_config()
+        return snapshot
     raise TypeError(
         "store must be an icechunk IcechunkStore, Session or Repository, a local path or an "
         f"s3:// URL; got {type(store).__name__}"
