@@ -362,3 +362,15 @@ def test_truncated_message_says_what_happened(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 20)
     with pytest.raises(ChunkReadError, match=r"Read 12 bytes instead of 16 .*truncated"):
         run(_single(str(path), offset=8).get("a/c/0", PROTO))
+
+
+def test_usable_without_open_and_as_context_manager(tree: Tree) -> None:
+    # zarr's StoreTests: a store that was never opened still serves reads, and `with` closes it
+    store = ManifestStore(tree.group)
+    assert not store._is_open
+    assert run(store.get("temp/c/0/1", PROTO)) is not None
+    with ManifestStore(tree.group) as opened:
+        np.testing.assert_array_equal(
+            zarr.open_group(opened, mode="r")["temp"][:], tree.temp_values
+        )
+    assert not opened._is_open
