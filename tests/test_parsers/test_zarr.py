@@ -387,6 +387,24 @@ def test_v2_null_fill_value(tmp_path: Path) -> None:
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["full"][...], INTS)
 
 
+def test_v2_codecs_v3_cannot_express_are_skipped(tmp_path: Path) -> None:
+    for name in ("unknown", "order", "ok"):
+        write(tmp_path / "s.zarr", name, INTS, chunks=(5, 5), compressors=numcodecs.Zlib(1))
+    _set_json(tmp_path / "s.zarr/unknown/.zarray", compressor={"id": "no-such-codec"})
+    _set_json(
+        tmp_path / "s.zarr/order/.zarray",
+        filters=[{"id": "shuffle", "elementsize": 4}, {"id": "delta", "dtype": "<i4"}],
+    )
+    with pytest.warns(VariableSkippedWarning) as record:
+        store = parse(tmp_path / "s.zarr")
+    messages = sorted(str(w.message) for w in record)
+    assert "'order' of Zarr store" in messages[0]
+    assert "'delta' works on arrays but follows a bytes filter" in messages[0]
+    assert "'unknown' of Zarr store" in messages[1]
+    assert "'no-such-codec' has no Zarr v3 equivalent" in messages[1]
+    assert list(store.group.arrays) == ["ok"]
+
+
 def test_v2_attributes_dimension_names_and_nested_groups(tmp_path: Path) -> None:
     root = zarr.open_group(
         str(tmp_path / "s.zarr"), mode="w", zarr_format=2, attributes={"title": "t"}
@@ -445,6 +463,7 @@ def test_v2_single_array_store(tmp_path: Path) -> None:
         str(tmp_path / "temp.zarr"), shape=(6,), chunks=(4,), dtype="<f4", zarr_format=2
     )
     arr[...] = np.arange(6)
+    assert isinstance(detect_parser(str(tmp_path / "temp.zarr"), ObjectStoreRegistry()), ZarrParser)
     store = parse(tmp_path / "temp.zarr")
     assert list(store.group.arrays) == ["temp.zarr"]
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["temp.zarr"][...], np.arange(6))
