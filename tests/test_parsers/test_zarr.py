@@ -451,7 +451,7 @@ def test_scalar_and_empty_arrays(tmp_path: Path, zarr_format: int) -> None:
 
 def test_stray_files_and_chunks_outside_the_grid_are_ignored(tmp_path: Path) -> None:
     write(tmp_path / "s.zarr", "a", INTS, chunks=(5, 5))
-    for stray in ("notes.txt", "0.0.0", "01.1", "9.9", "0.x"):
+    for stray in ("notes.txt", "0.0.0", "01.1", "9.9", "0.x", "99999999999999999999999.0", "-1.0"):
         (tmp_path / "s.zarr" / "a" / stray).write_bytes(b"junk")
     store = parse(tmp_path / "s.zarr")
     assert len(store.group["a"].manifest) == 6

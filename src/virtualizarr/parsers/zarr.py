@@ -26,11 +26,10 @@ from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, 
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
 from virtualizarr.parsers._zarr_source import ZarrSource
+from virtualizarr.registry import ObjectStoreRegistry
 
 if TYPE_CHECKING:
     from zarr.core.metadata.v3 import ArrayV3Metadata
-
-    from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = ["ZarrParser"]
 
@@ -107,8 +106,9 @@ class ZarrParser:
     def __repr__(self) -> str:
         return f"ZarrParser(group={self.group or None!r}, drop_variables={sorted(self.drop_variables)!r})"
 
-    def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
+    def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         """Virtualize the store at ``url``; read through ``registry``'s object stores."""
+        registry = registry if registry is not None else ObjectStoreRegistry()
         root_url = normalize_path(str(url)).rstrip("/")
         if self.group:
             root_url = f"{root_url}/{self.group}"
@@ -315,9 +315,10 @@ def _parse_keys(keys: np.ndarray, enc: _KeyEncoding, ndim: int) -> tuple[np.ndar
     idx = np.zeros((len(keys), ndim), dtype=np.int64)
     for axis in range(ndim):
         head, found, rest = np.strings.partition(rest, sep)
-        ok = np.strings.isdecimal(head) & (
-            (np.strings.str_len(head) == 1) | ~np.strings.startswith(head, "0")
-        )
+        n_digits = np.strings.str_len(head)
+        # plain decimal, no leading zeros (a writer never makes "01"), fits in int64
+        ok = np.strings.isdecimal(head) & (n_digits <= 18)
+        ok &= (n_digits == 1) | ~np.strings.startswith(head, "0")
         # the last index must end the key; the others must be followed by the separator
         ok &= (found == "") if axis == ndim - 1 else (found == enc.sep)
         valid &= ok
