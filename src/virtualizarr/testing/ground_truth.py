@@ -37,7 +37,7 @@ def sha256_of_values(values: Any) -> str:
     arr = np.asarray(values)
     if arr.dtype.kind == "S":  # fixed-width bytes (e.g. netCDF char) are hashed as raw bytes
         return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-    if arr.dtype.kind in "OU":
+    if arr.dtype.kind in "OUT":  # T: numpy's variable-width StringDType
         items = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel()]
         return hashlib.sha256("\0".join(items).encode()).hexdigest()
     if arr.dtype.kind == "b":
@@ -61,9 +61,11 @@ def assert_values_match(values: Any, stats: dict[str, Any], *, name: str = "", e
     if arr.dtype.kind in "iufb" and "sum" in stats and arr.size:
         flt = arr.astype(np.float64)
         finite = flt[np.isfinite(flt)]
-        # ground truth's count is every value, NaN included (n_nan of them)
-        n_finite = stats.get("count", finite.size) - stats.get("n_nan", 0)
-        assert finite.size == n_finite, f"{name}: {finite.size} finite values, expected {n_finite}"
+        # ground truth's count is every value, NaN included (n_nan of them); +-inf are
+        # counted but, like NaN, left out of sum/min/max
+        n_not_nan = int(np.count_nonzero(~np.isnan(flt)))
+        expected = stats.get("count", n_not_nan) - stats.get("n_nan", 0)
+        assert n_not_nan == expected, f"{name}: {n_not_nan} non-NaN values, expected {expected}"
         if finite.size:
             np.testing.assert_allclose(finite.sum(), stats["sum"], rtol=1e-6, err_msg=name)
             np.testing.assert_allclose(finite.min(), stats["min"], rtol=1e-7, err_msg=name)
