@@ -78,9 +78,10 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
-    def put(self, bucket: str, key: str, data: bytes) -> str:
-        """Upload ``data`` and return its ``s3://bucket/key`` URL."""
-        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+    def put(self, bucket: str, key: str, data: bytes, **kwargs: Any) -> str:
+        """Upload ``data`` (``kwargs`` go to ``put_object``, e.g. ``ACL="public-read"``) and
+        return its ``s3://bucket/key`` URL."""
+        self.client().put_object(Bucket=bucket, Key=key, Body=data, **kwargs)
         return f"s3://{bucket}/{key}"
 
     def store(self, bucket: str, **kwargs: Any) -> Any:

@@ -199,3 +199,25 @@ def test_http_default_store(http_server: HTTPServer, tmp_path: Path) -> None:
     assert all(r[2] and r[2].startswith("bytes=") for r in ranged)
     with pytest.raises(ChunkReadError, match=r"gone\.bin"):
         read_zarr(virtual(url.replace("data.bin", "gone.bin"), manifest))
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("signed", [True, False], ids=["credentials-from-env", "anonymous"])
+def test_default_s3_store(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, signed: bool
+) -> None:
+    """Unregistered s3:// URLs get a default store: configured from the AWS_* environment,
+    anonymous when there are no credentials."""
+    bucket = s3_server.make_bucket()
+    url = s3_server.put(bucket, "k/x.bin", b"0123456789", ACL="public-read")
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_REGION", s3_server.region)
+    if signed:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_access_key)
+    store, key = ObjectStoreRegistry().resolve(url)
+    assert key == "k/x.bin"
+    assert bytes(obstore.get_range(store, key, start=2, length=3)) == b"234"
