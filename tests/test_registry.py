@@ -221,3 +221,13 @@ def test_default_s3_store(
     store, key = ObjectStoreRegistry().resolve(url)
     assert key == "k/x.bin"
     assert bytes(obstore.get_range(store, key, start=2, length=3)) == b"234"
+
+
+@pytest.mark.network
+def test_http_truncated_file(http_server: HTTPServer) -> None:
+    path, manifest = written(http_server.mkdir())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 5])  # cuts into the chunk stored last
+    assert int((manifest.offsets + manifest.lengths).max()) == len(data)
+    with pytest.raises(ChunkReadError, match=r"truncated|Could not read"):
+        read_zarr(virtual(http_server.url_for(path), manifest))
