@@ -42,8 +42,7 @@ def write_file(
         )
         pr.scale_factor, pr.add_offset = scale, 1.0
         vals = rng.uniform(0, 50, size=(STEPS, 8, 16))
-        vals[0, 0, 0] = np.nan
-        pr[:] = np.ma.masked_invalid(vals)
+        pr[:] = np.ma.masked_array(vals, mask=np.arange(vals.size).reshape(vals.shape) == 0)
         nc.createVariable("mask", "i1", ("lat", "lon"))[:] = np.arange(128).reshape(8, 16) % 2
 
 
@@ -98,10 +97,16 @@ def test_glob_and_nested(files, expected):
 
 def test_preprocess_and_kwargs(files):
     ds = open_virtual_mfdataset(
-        files[:3], preprocess=lambda d: d.drop_vars("mask"), loadable_variables=["time"]
+        files[:3],
+        combine="nested",
+        concat_dim="time",
+        preprocess=lambda d: d.drop_vars("mask"),
+        loadable_variables=["time"],
     )
     assert "mask" not in ds
-    assert not isinstance(ds["lat"].variable.data, np.ndarray)
+    assert isinstance(ds["lat"].variable.data, ManifestArray)
+    assert ds["time"].dtype.kind == "M"
+    assert ds.sizes["time"] == 3 * STEPS
 
 
 @pytest.mark.dask
