@@ -103,6 +103,9 @@ def test_real_blank_is_fill_value_and_header_is_attributes() -> None:
     assert store.group.arrays["PRIMARY"].metadata.attributes["_FillValue"] == 2
     store = parse(real_file("fits/o4sp040b0_raw.fits"))
     assert store.group.attributes["TELESCOP"] == "HST"  # primary header without data
+    assert (
+        "add_offset" not in parse(real_file("fits/test0.fits")).group.attributes
+    )  # no data to scale
     assert set(store.group.arrays) == {"SCI_1", "SCI_2"}
 
 
@@ -183,6 +186,8 @@ def test_large_image_is_chunked_along_first_axis(tmp_path: Path) -> None:
         ("PLIO_1", ">i2", None),
         ("HCOMPRESS_1", ">i2", (35, 24)),
         ("NOCOMPRESS", ">i4", (5, 24)),
+        ("GZIP_2", ">i2", (8, 24)),  # short last row of tiles, byte-shuffled
+        ("NOCOMPRESS", ">f8", (4, 24)),
     ],
 )
 def test_tile_compressed_images(

@@ -164,7 +164,7 @@ class FITSParser:
             table=[url], ids=np.zeros(grid, np.uint32), offsets=offsets,
             lengths=np.full(grid, chunk_bytes, np.uint64),
         ) if n else ChunkManifest.empty(grid)  # fmt: skip
-        attrs = header_attributes(header, image=bitpix > 0)
+        attrs = header_attributes(header, scaling=True, blank=bitpix > 0)
         meta = create_v3_array_metadata(shape=shape, data_type=dtype, chunk_shape=chunks, attributes=attrs,
                                         dimension_names=dims.names(name, shape))  # fmt: skip
         return ManifestArray(meta, manifest)

@@ -89,9 +89,13 @@ def _value(v: Any) -> Any:
 
 
 def header_attributes(
-    header: Any, *, image: bool = False, compressed: bool = False
+    header: Any, *, scaling: bool = False, blank: bool = False, compressed: bool = False
 ) -> dict[str, Any]:
-    """Header cards as attributes; BSCALE/BZERO/BLANK as CF scale_factor/add_offset/_FillValue."""
+    """Header cards as attributes; for data, BSCALE/BZERO/BLANK as CF attributes.
+
+    ``scaling`` adds ``scale_factor``/``add_offset``, ``blank`` the ``_FillValue`` (integer
+    images; ``ZBLANK`` first when ``compressed``).
+    """
     attrs: dict[str, Any] = {}
     text: dict[str, list[str]] = {}
     for card in header.cards:
@@ -105,13 +109,13 @@ def header_attributes(
         attrs.setdefault(key, _value(card.value))
     attrs.update({k: "\n".join(v) for k, v in text.items()})
     scale, zero = header.get("BSCALE", 1), header.get("BZERO", 0)
-    if scale != 1:
+    if scaling and scale != 1:
         attrs["scale_factor"] = float(scale)
-    if zero != 0:
+    if scaling and zero != 0:
         attrs["add_offset"] = float(zero) if not float(zero).is_integer() else int(zero)
-    blank = header.get("ZBLANK", header.get("BLANK")) if compressed else header.get("BLANK")
-    if image and blank is not None:
-        attrs["_FillValue"] = int(blank)
+    null = header.get("ZBLANK", header.get("BLANK")) if compressed else header.get("BLANK")
+    if blank and null is not None:
+        attrs["_FillValue"] = int(null)
     return to_json_safe(attrs)
 
 
@@ -306,7 +310,7 @@ def compressed_image_array(
     )  # fmt: skip
     attrs = {
         "fits_zcmptype": algorithm,
-        **header_attributes(header, image=zbitpix > 0, compressed=True),
+        **header_attributes(header, scaling=True, blank=zbitpix > 0, compressed=True),
     }
     meta = create_v3_array_metadata(
         shape=shape, data_type=_BITPIX[zbitpix], chunk_shape=tile, attributes=attrs, dimension_names=dims,
