@@ -194,6 +194,9 @@ def test_exists_and_sizes(tree: Tree) -> None:
     )
     with pytest.raises(FileNotFoundError):
         run(tree.store.getsize("temp/c/1/1"))
+    ref = tree.temp.manifest.get_entry((1, 0))
+    assert run(tree.store.getsize("temp/c/1/0")) == ref["length"]
+    assert run(tree.store.getsize("zarr.json")) == len(run(tree.store.get("zarr.json", PROTO)))
     sizes = [
         run(tree.store.getsize(k)) for k in run(collect(tree.store.list_prefix("sub/pressure/")))
     ]
@@ -355,6 +358,12 @@ def test_unreadable_chunks_raise(tmp_path: Path, case: str) -> None:
         xr.open_zarr(store, consolidated=False, zarr_format=3)["a"].values  # noqa: B018
     # and the metadata is still readable: only the chunk fails
     assert zarr.open_group(store, mode="r")["a"].shape == (2,)
+
+
+def test_getsize_reads_no_chunk(tmp_path: Path) -> None:
+    # sizes come from the manifest: nothing is fetched, so even a vanished file has sizes
+    assert run(_single(str(tmp_path / "gone.bin"), length=16).getsize("a/c/0")) == 16
+    assert zarr.open_group(_single(str(tmp_path / "gone.bin")), mode="r")["a"].nbytes_stored() > 16
 
 
 def test_truncated_message_says_what_happened(tmp_path: Path) -> None:
