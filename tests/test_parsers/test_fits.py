@@ -303,6 +303,7 @@ def test_duplicate_extnames_get_extver(tmp_path: Path) -> None:
     np.testing.assert_array_equal(raw(store, "SCI_2"), np.full((2, 3), 2))
 
 
+@pytest.mark.filterwarnings("ignore:Header block contains null bytes")
 def test_not_fits(tmp_path: Path) -> None:
     path = tmp_path / "bad.fits"
     path.write_bytes(b"SIMPLE  =                    T" + b"\x00" * 100)
