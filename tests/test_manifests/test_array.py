@@ -282,13 +282,6 @@ def test_rename_paths(arr: ManifestArray, tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_zarr(renamed), DATA)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="ManifestArray has .chunks, so xarray takes it for a chunked array and asks for a chunk "
-    "manager ('Could not find a Chunk Manager ...'); needs an xarray.chunkmanagers entry point "
-    "whose compute() raises NeedsValuesError",
-)
 def test_dataset_load_says_values_are_needed(arr: ManifestArray) -> None:
     with pytest.raises(NeedsValuesError):
         xr.Dataset({"v": (("y", "x"), arr)}).load()
