@@ -49,6 +49,9 @@ _OUTPUT_DTYPE_KEY = {"delta": "astype", "fixedscaleoffset": "astype", "quantize"
 _OBJECT_CODECS = {"vlen-utf8": VLenUTF8Codec, "vlen-bytes": VLenBytesCodec}
 
 
+_OWN_PREFIX = "virtualizarr."
+
+
 def numcodecs_config_to_v3(config: Mapping[str, Any], dtype: np.dtype | str) -> Any:
     """The Zarr v3 codec equivalent to one numcodecs (Zarr v2) codec config.
 
@@ -87,14 +90,16 @@ def numcodecs_config_to_v3(config: Mapping[str, Any], dtype: np.dtype | str) -> 
         )
     if codec_id in _OBJECT_CODECS:
         return _OBJECT_CODECS[codec_id]()
+    # our own codecs carry one name in both worlds ("virtualizarr.pad"); numcodecs' are prefixed
+    name = codec_id if codec_id.startswith(_OWN_PREFIX) else f"numcodecs.{codec_id}"
     try:
-        cls = get_codec_class(f"numcodecs.{codec_id}")
+        cls = get_codec_class(name)
     except (KeyError, UnknownCodecError) as e:
         raise CodecNotSupportedError(
             f"The numcodecs codec {codec_id!r} has no Zarr v3 equivalent registered with "
-            f"zarr-python (looked for 'numcodecs.{codec_id}')."
+            f"zarr-python (looked for {name!r})."
         ) from e
-    return cls.from_dict({"name": f"numcodecs.{codec_id}", "configuration": conf})  # type: ignore[attr-defined]
+    return cls.from_dict({"name": name, "configuration": conf})  # type: ignore[attr-defined]
 
 
 def _byte_orders(dtype: np.dtype) -> set[str]:
@@ -222,6 +227,8 @@ def _v3_to_numcodecs_config(d: dict[str, Any]) -> dict[str, Any]:
     name, conf = d["name"], d["configuration"]
     if name.startswith("numcodecs."):
         return {"id": name[len("numcodecs.") :], **conf}
+    if name.startswith(_OWN_PREFIX):  # registered with numcodecs under the same id
+        return {"id": name, **conf}
     if name == "blosc":
         shuffle = conf.get("shuffle", "shuffle")
         return {
