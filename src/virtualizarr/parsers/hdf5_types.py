@@ -1,0 +1,106 @@
+"""Which HDF5 datatypes can be referenced byte for byte, and as which numpy/Zarr dtype.
+
+A stored element can be referenced in place when Zarr's ``bytes`` codec reads it exactly:
+integers using all their bits, IEEE floats, complex pairs, fixed-length strings, and
+enums/booleans through their integer base type. Anything else (variable-length data,
+references, compounds, integers with padding bits) needs HDF5 to convert the values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["TypeInfo", "classify_dtype"]
+
+Kind = Literal["plain", "convert", "vlen_str", "compound", "skip"]
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """How a dataset's values can be represented."""
+
+    kind: Kind
+    """``plain``: reference the bytes; ``convert``: values only through h5py (inline when
+    small); ``vlen_str``: variable-length strings; ``compound``: struct records;
+    ``skip``: no Zarr representation."""
+    dtype: np.dtype | None
+    """The Zarr array's dtype (file byte order kept for ``plain``)."""
+    reason: str = ""
+    """Why the bytes cannot be referenced (for ``convert``/``skip``/``compound``)."""
+
+
+def _standard_float(tid: Any) -> bool:
+    from h5py import h5t
+
+    std = {2: h5t.IEEE_F16LE, 4: h5t.IEEE_F32LE, 8: h5t.IEEE_F64LE}.get(tid.get_size())
+    return std is not None and (
+        tid.get_fields() == std.get_fields()
+        and tid.get_ebias() == std.get_ebias()
+        and tid.get_norm() == std.get_norm()
+        and tid.get_precision() == std.get_precision()
+        and tid.get_offset() == 0
+        and tid.get_order() in (h5t.ORDER_LE, h5t.ORDER_BE)
+    )
+
+
+def _standard_layout(tid: Any) -> bool:
+    """True if the stored bytes are exactly what numpy's dtype of the same size holds."""
+    from h5py import h5t
+
+    cls = tid.get_class()
+    if cls == h5t.ENUM:
+        return _standard_layout(tid.get_super())
+    if cls == h5t.INTEGER:
+        return tid.get_precision() == 8 * tid.get_size() and tid.get_offset() == 0
+    if cls == h5t.FLOAT:
+        return _standard_float(tid)
+    if cls == h5t.STRING:
+        return True
+    if cls == h5t.COMPOUND:  # h5py's complex numbers: two packed floats
+        if tid.get_nmembers() != 2:
+            return False
+        half = tid.get_size() // 2
+        return [tid.get_member_offset(i) for i in range(2)] == [0, half] and all(
+            _standard_float(tid.get_member_type(i)) and tid.get_member_type(i).get_size() == half
+            for i in range(2)
+        )
+    if cls == getattr(h5t, "COMPLEX", object()):  # HDF5 2.0's native complex type
+        return _standard_float(tid.get_super())
+    return False
+
+
+def _simple_field(dt: np.dtype) -> bool:
+    return dt.names is None and dt.subdtype is None and dt.kind in "biufcS"
+
+
+def classify_dtype(dset: Any) -> TypeInfo:
+    """How the values of an h5py dataset can be represented in Zarr.
+
+    >>> # classify_dtype(h5file["temperature"]) -> TypeInfo(kind="plain", dtype=dtype(">f4"))
+    """
+    import h5py
+
+    dt = dset.dtype
+    string = h5py.check_string_dtype(dt)
+    if string is not None and string.length is None:
+        return TypeInfo("vlen_str", np.dtype(np.dtypes.StringDType()), "variable-length strings")
+    if h5py.check_vlen_dtype(dt) is not None:
+        return TypeInfo("skip", None, "variable-length sequences have no Zarr data type")
+    if h5py.check_ref_dtype(dt) is not None:
+        return TypeInfo("skip", None, "HDF5 object/region references have no Zarr data type")
+    if dt.names is not None and dt.kind != "c":
+        if all(_simple_field(dt.fields[n][0]) for n in dt.names):
+            fields = [(n, dt.fields[n][0].newbyteorder("<")) for n in dt.names]
+            return TypeInfo("compound", np.dtype(fields), "compound (struct) records")
+        return TypeInfo("skip", None, "compound type with nested, array or variable-length members")
+    if dt.subdtype is not None:
+        return TypeInfo("skip", None, f"HDF5 array type {dt} has no Zarr data type")
+    if dt.kind not in "biufcS":
+        return TypeInfo("skip", None, f"HDF5 datatype {dt} (opaque/bitfield/time) has no Zarr data type")
+    native = np.dtype(dt.str)  # drops h5py's enum/string metadata, keeps the byte order
+    if not _standard_layout(dset.id.get_type()):
+        return TypeInfo("convert", native, f"its HDF5 type is not stored like numpy's {native}")
+    return TypeInfo("plain", native)
