@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
@@ -69,24 +69,47 @@ def _dims_of(name: str, arr: ManifestArray) -> tuple[str, ...]:
     return tuple(str(d) for d in dims)
 
 
+def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
+    """Values of several arrays of ``store`` in one event-loop round trip (no zarr.json reads)."""
+    import asyncio
+
+    from zarr.core.array import AsyncArray
+    from zarr.core.sync import sync
+    from zarr.storage import StorePath
+
+    async def read_all() -> list[Any]:
+        arrays = [AsyncArray(store.group.arrays[n].metadata, StorePath(store, n)) for n in names]
+        return list(await asyncio.gather(*(a.getitem(...) for a in arrays)))
+
+    return sync(read_all())
+
+
 def _load_variables(
     group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str], decode_times: bool | None
 ) -> xr.Dataset:
-    """Read and CF-decode ``names`` through the ManifestStore, exactly as xr.open_dataset would."""
+    """Read ``names`` through a ManifestStore and CF-decode them as xr.open_dataset would."""
     if not names:
         return xr.Dataset()
-    sub = ManifestGroup(arrays={n: group.arrays[n] for n in names}, attributes={})
-    loaded = xr.open_dataset(
-        ManifestStore(sub, registry=registry),
-        engine="zarr",
-        consolidated=False,
-        zarr_format=3,
-        chunks=None,
-        decode_times=decode_times,
+    store = ManifestStore(
+        ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
+    )
+    raw = xr.Dataset(
+        {
+            n: xr.Variable(
+                _dims_of(n, group.arrays[n]),
+                values,
+                attrs=dict(group.arrays[n].metadata.attributes),
+            )
+            for n, values in zip(names, _read_arrays(store, names))
+        }
+    )
+    # None means "xarray's default", which for decode_cf is spelled True
+    return xr.decode_cf(
+        raw,
+        decode_times=True if decode_times is None else decode_times,
         decode_timedelta=decode_times,
         mask_and_scale=True,
     )
-    return loaded.load()
 
 
 def dataset_from_store(
