@@ -395,3 +395,46 @@ def test_grib1_large_message_convention(tmp_path: Path) -> None:
         hashlib.sha256(got[0].tobytes()).digest()
         == hashlib.sha256(eccodes_values(msg).tobytes()).digest()
     )
+
+
+def test_two_grids_in_one_level_type_get_two_groups(tmp_path: Path) -> None:
+    path = tmp_path / "grids.grib2"
+    coarse = {"sample": "regular_ll_sfc_grib2"}
+    fine = {
+        "sample": "regular_ll_sfc_grib2",
+        "Ni": 32,
+        "numberOfDataPoints": 32 * 31,
+        "iDirectionIncrement": 1000000 // 2,
+        "values": np.linspace(0, 1, 32 * 31),
+    }
+    a, b = write_messages(path, [coarse, fine])
+    store = parse(path)
+    assert sorted(store.group.groups) == ["surface_instant", "surface_instant_grid1"]
+    assert store.group["surface_instant_grid1"].arrays["t"].shape[-1] == 32
+    got = chunk_values(store)
+    np.testing.assert_array_equal(got[len(a)], eccodes_values(b))
+
+
+def test_kerchunk_references_decode_with_the_numcodecs_codec(tmp_path: Path) -> None:
+    """Zarr v2 references (kerchunk) name the codec by id; reading them gives the same values."""
+    pytest.importorskip("virtualizarr.writers.kerchunk")
+    fsspec = pytest.importorskip("fsspec")
+    import virtualizarr.accessor  # noqa: F401 -- registers ds.vz
+    from virtualizarr.xarray import open_virtual_dataset
+
+    path = tmp_path / "cube.grib2"
+    write_messages(path, hypercube_specs())
+    vds = open_virtual_dataset(str(path), group="isobaricInhPa_instant")
+    refs = vds.vz.to_kerchunk(format="dict")
+    mapper = fsspec.filesystem("reference", fo=refs).get_mapper("")
+    got = xr.open_dataset(mapper, engine="zarr", consolidated=False, zarr_format=2, chunks=None)
+    direct = xr.open_dataset(
+        parse(path),
+        engine="zarr",
+        group="isobaricInhPa_instant",
+        consolidated=False,
+        zarr_format=3,
+        chunks=None,
+    )
+    np.testing.assert_array_equal(got["u"].values, direct["u"].values)  # incl. the NaN chunk
+    assert np.isnan(got["u"].values).any()
