@@ -438,3 +438,23 @@ def test_kerchunk_references_decode_with_the_numcodecs_codec(tmp_path: Path) -> 
     )
     np.testing.assert_array_equal(got["u"].values, direct["u"].values)  # incl. the NaN chunk
     assert np.isnan(got["u"].values).any()
+
+
+@pytest.mark.parametrize(
+    "packing",
+    ["grid_simple", "grid_ieee", "grid_ccsds", "grid_jpeg", "grid_complex",
+     "grid_complex_spatial_differencing", "grid_png"],
+)  # fmt: skip
+def test_grib2_packings(tmp_path: Path, packing: str) -> None:
+    """Keys come from the headers alone whatever the packing; values from the whole message."""
+    path = tmp_path / f"{packing}.grib2"
+    values = np.linspace(200.0, 300.0, 496)
+    (msg,) = write_messages(
+        path, [{"sample": "regular_ll_sfc_grib2", "packingType": packing, "values": values}]
+    )
+    store = parse(path)
+    assert store.group["surface_instant"].arrays["t"].metadata.dimension_names == (
+        "latitude",
+        "longitude",
+    )
+    np.testing.assert_array_equal(chunk_values(store)[0], eccodes_values(msg))

@@ -32,6 +32,7 @@ from virtualizarr.errors import (
     ParserError,
     VariableSkippedWarning,
 )
+from virtualizarr.io import read_range
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
@@ -106,7 +107,7 @@ class GRIBParser:
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
         messages = scan_messages(url, registry)
-        rows = [_message_keys(url, m) for m in messages]
+        rows = [_message_keys(url, registry, m) for m in messages]
         groups = _assign_groups(url, rows, split=self.duplicates == "split")
         geo_cache: dict[tuple[Any, ...], Any] = {}  # groups on one grid share its coordinates
         children = {
@@ -128,15 +129,20 @@ class GRIBParser:
 # -- keys of each message -------------------------------------------------------------------
 
 
-def _message_keys(url: str, msg: Message) -> dict[str, Any]:
+def _message_keys(url: str, registry: ObjectStoreRegistry, msg: Message) -> dict[str, Any]:
     import eccodes
 
     try:
         h = eccodes.codes_new_from_message(msg.header)
-    except eccodes.GribInternalError as e:
-        raise CorruptFileError(
-            f"{url}: ecCodes cannot read GRIB message {msg.index} at byte offset {msg.offset}: {e}."
-        ) from e
+    except eccodes.GribInternalError:
+        # a packing whose headers ecCodes will not read without the data: use the whole message
+        try:
+            h = eccodes.codes_new_from_message(read_range(url, msg.offset, msg.length, registry))
+        except eccodes.GribInternalError as e:
+            raise CorruptFileError(
+                f"{url}: ecCodes cannot read GRIB message {msg.index} at byte offset "
+                f"{msg.offset}: {e}."
+            ) from e
     try:
         row: dict[str, Any] = {"message": msg}
         for key in _STR_KEYS:
