@@ -89,6 +89,14 @@ def _as_uint64(name: str, values: Any) -> np.ndarray:
     return arr.astype(np.uint64)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _memory_owner(a: np.ndarray) -> Any:
     """The object whose buffer ``a`` views (an array, or bytes after unpickling)."""
     while isinstance(a, np.ndarray) and a.base is not None:
@@ -226,9 +234,11 @@ class ChunkManifest:
         lengths: np.ndarray,
     ) -> None:
         self._table = table
-        self._ids = ids
-        self._offsets = offsets
-        self._lengths = lengths
+        # Read-only views: the properties hand these arrays out, and slices and broadcasts
+        # share them between manifests, so an in-place write would change other manifests.
+        self._ids = _read_only(ids)
+        self._offsets = _read_only(offsets)
+        self._lengths = _read_only(lengths)
 
     @classmethod
     def from_path_ids(
