@@ -417,3 +417,15 @@ def test_from_arrays_any_path_order(order: str) -> None:
     assert m.paths.tolist() == paths.tolist()
     assert sorted(m.table) == ["s3://b/a.nc", "s3://b/b.nc", "s3://b/c.nc"]
     assert m.missing.tolist() == (paths == "").tolist()
+
+
+def test_grids_are_read_only() -> None:
+    offsets = np.arange(4, dtype=np.uint64)
+    m = ChunkManifest.from_arrays(paths="s3://b/x", offsets=offsets, lengths=np.ones(4, np.uint64))
+    view = m[1:]  # shares memory with m
+    for arr in (m.offsets, m.lengths, m.path_ids, view.offsets):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 99
+    assert m.offsets.tolist() == [0, 1, 2, 3]
+    offsets[0] = 5  # the caller's own array stays writable (the manifest does not copy it)
+    assert pickle.loads(pickle.dumps(m)) == m
