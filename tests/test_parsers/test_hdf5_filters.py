@@ -22,6 +22,9 @@ from virtualizarr.registry import ObjectStoreRegistry
 h5py = pytest.importorskip("h5py")
 hdf5plugin = pytest.importorskip("hdf5plugin")
 imagecodecs = pytest.importorskip("imagecodecs")
+# netCDF4 points HDF5_PLUGIN_PATH at its own plugins when imported; if it was imported
+# first, HDF5 loads its blosc plugin, which fails when *writing*. Use hdf5plugin's filters.
+hdf5plugin.register(force=True)
 
 SHAPE, CHUNKS = (75, 53), (20, 16)  # partial edge chunks on both axes
 
@@ -93,7 +96,10 @@ FILTERS: dict[str, tuple[dict[str, Any], list[str]]] = {
 }
 if h5py.h5z.filter_avail(h5py.h5z.FILTER_SZIP):
     FILTERS["szip"] = ({"compression": "szip"}, ["numcodecs.imagecodecs_szip"])
-    FILTERS["szip-nn"] = ({"compression": "szip", "compression_opts": ("nn", 16)}, ["numcodecs.imagecodecs_szip"])
+    FILTERS["szip-nn"] = (
+        {"compression": "szip", "compression_opts": ("nn", 16)},
+        ["numcodecs.imagecodecs_szip"],
+    )
 
 
 @pytest.mark.parametrize("dtype", ["<f4", ">f4", ">i2", "<u8", ">f8", "|u1"])
@@ -153,7 +159,8 @@ def filter_masks(path: Path) -> list[int]:
 def test_mixed_filter_masks_are_reencoded(tmp_path: Path) -> None:
     path = mixed_lzf_file(tmp_path / "m.h5")
     masks = filter_masks(path)
-    assert 0 in masks and 1 in masks  # the file really mixes filtered and unfiltered chunks
+    assert 0 in masks
+    assert 1 in masks
     store = parse(path)
     manifest = store.group["x"].manifest
     assert codec_names(store) == ["bytes", "numcodecs.hdf5_lzf"]
@@ -161,7 +168,9 @@ def test_mixed_filter_masks_are_reencoded(tmp_path: Path) -> None:
     assert_like_h5py(store, path)
 
 
-def test_mixed_filter_masks_over_limit_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixed_filter_masks_over_limit_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from virtualizarr.parsers import hdf5_arrays
 
     monkeypatch.setattr(hdf5_arrays, "REENCODE_LIMIT", 100)
@@ -199,7 +208,9 @@ def test_scaleoffset_float_small_is_inlined(tmp_path: Path) -> None:
 
 def test_scaleoffset_large_raises(tmp_path: Path) -> None:
     path = write(tmp_path / "big.h5", smooth("<i4"), scaleoffset=0)
-    with pytest.raises(CodecNotSupportedError, match=r"big\.h5.*'x'.*scaleoffset.*inline_threshold"):
+    with pytest.raises(
+        CodecNotSupportedError, match=r"big\.h5.*'x'.*scaleoffset.*inline_threshold"
+    ):
         parse(path, inline_threshold=100)
 
 
@@ -234,7 +245,9 @@ def test_unknown_plugin_filter(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cname", ["none", "lz4", "zstd"])
-@pytest.mark.parametrize(("n", "itemsize", "blocksize"), [(1003, 2, 16), (5000, 4, 0), (7, 8, 0), (0, 4, 0)])
+@pytest.mark.parametrize(
+    ("n", "itemsize", "blocksize"), [(1003, 2, 16), (5000, 4, 0), (7, 8, 0), (0, 4, 0)]
+)
 def test_bitshuffle_codec_roundtrip(cname: str, n: int, itemsize: int, blocksize: int) -> None:
     from virtualizarr.codecs.hdf5_bitshuffle import HDF5Bitshuffle
 
@@ -252,7 +265,9 @@ def test_bitshuffle_codec_reads_hdf5_chunks(tmp_path: Path, cname: str) -> None:
     data = np.arange(1003, dtype=">i2")
     path = tmp_path / "b.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("x", data=data, chunks=(1003,), **hdf5plugin.Bitshuffle(nelems=16, cname=cname))
+        f.create_dataset(
+            "x", data=data, chunks=(1003,), **hdf5plugin.Bitshuffle(nelems=16, cname=cname)
+        )
     with h5py.File(path, "r") as f:
         _, raw = f["x"].id.read_direct_chunk((0,))
     codec = HDF5Bitshuffle(elementsize=2, blocksize=16, cname=cname)
@@ -282,7 +297,7 @@ def test_lzf_codec_without_size_hint() -> None:
     ],
 )  # fmt: skip
 def test_codecs_are_registered_for_zarr_v2_and_v3(config: dict[str, Any], v3_name: str) -> None:
-    import virtualizarr.parsers.hdf5_filters  # noqa: F401  (imports register the codecs lazily)
+    # importing the codec modules registers them (the package's entry points do it lazily)
     from virtualizarr.codecs import hdf5_bitshuffle, hdf5_lz4, hdf5_lzf  # noqa: F401
 
     assert numcodecs.get_codec(dict(config)).codec_id == config["id"]

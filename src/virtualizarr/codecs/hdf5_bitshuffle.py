@@ -111,12 +111,16 @@ class HDF5Bitshuffle(Codec):  # type: ignore[misc]
         data = ensure_contiguous_ndarray(buf).view("u1").tobytes()
         size = self.elementsize
         if self.cname == "none":
-            return bytes(imagecodecs.bitshuffle_encode(data, itemsize=size, blocksize=self.blocksize))
+            return bytes(
+                imagecodecs.bitshuffle_encode(data, itemsize=size, blocksize=self.blocksize)
+            )
         block = self._elements_per_block()
         parts = [_HEADER.pack(len(data), block * size)]
         pos = 0
         for n in _block_sizes(len(data) // size, block):
-            shuffled = imagecodecs.bitshuffle_encode(data[pos : pos + n * size], itemsize=size, blocksize=n)
+            shuffled = imagecodecs.bitshuffle_encode(
+                data[pos : pos + n * size], itemsize=size, blocksize=n
+            )
             if self.cname == "lz4":
                 comp = imagecodecs.lz4_encode(shuffled, header=False)
             else:
@@ -136,7 +140,9 @@ class HDF5Bitshuffle(Codec):  # type: ignore[misc]
 
         size = self.elementsize
         if self.cname == "none":
-            return bytes(imagecodecs.bitshuffle_decode(data, itemsize=size, blocksize=self.blocksize))
+            return bytes(
+                imagecodecs.bitshuffle_decode(data, itemsize=size, blocksize=self.blocksize)
+            )
         if len(data) < _HEADER.size:
             raise ValueError(f"bitshuffle chunk of {len(data)} bytes is shorter than its header.")
         total, block_bytes = _HEADER.unpack_from(data)
@@ -153,8 +159,12 @@ class HDF5Bitshuffle(Codec):  # type: ignore[misc]
             else:
                 shuffled = imagecodecs.zstd_decode(comp, out=nbytes)
             if len(shuffled) != nbytes:
-                raise ValueError(f"bitshuffle block decoded to {len(shuffled)} bytes, expected {nbytes}.")
-            out[o : o + nbytes] = imagecodecs.bitshuffle_decode(shuffled, itemsize=size, blocksize=n)
+                raise ValueError(
+                    f"bitshuffle block decoded to {len(shuffled)} bytes, expected {nbytes}."
+                )
+            out[o : o + nbytes] = imagecodecs.bitshuffle_decode(
+                shuffled, itemsize=size, blocksize=n
+            )
             pos += 4 + clen
             o += nbytes
         tail = data[pos : pos + total - o]

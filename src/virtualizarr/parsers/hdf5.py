@@ -11,6 +11,7 @@ become inlined chunks. What can be neither referenced nor inlined is skipped wit
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -113,10 +114,8 @@ class _Context:
 
 def _load_filter_plugins() -> None:
     """Let HDF5 itself decode plugin filters (blosc, lz4, zstd...) when values are inlined."""
-    try:
+    with contextlib.suppress(ImportError):  # only inlining plugin-filtered values needs it
         import hdf5plugin  # noqa: F401
-    except ImportError:  # only inlining a plugin-filtered variable needs it
-        pass
 
 
 @contextmanager

@@ -9,6 +9,7 @@ allocated chunk, contiguous ones a single reference covering the array, compact 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,6 @@ from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.hdf5 import skip
 from virtualizarr.parsers.hdf5_chunks import (
-    ChunkIndex,
     chunk_grid_manifest,
     read_chunk_index,
     trimmed_chunk_shape,
@@ -35,11 +35,51 @@ if TYPE_CHECKING:
 
     from virtualizarr.parsers.hdf5 import _Context
 
-__all__ = ["build_array"]
+__all__ = ["REENCODE_LIMIT", "build_array"]
 
-# Chunks stored with a filter skipped are re-encoded and inlined up to this many bytes
-# per array; beyond it the array is refused rather than bloating the manifest.
 REENCODE_LIMIT = 16 * 1024 * 1024
+"""Most bytes of chunks per array that are read, re-encoded and inlined (chunks stored with
+a filter skipped, chunks straddling the end of a shorter netCDF record variable); beyond
+it the array is refused rather than bloating the manifest."""
+
+
+@dataclass
+class _Var:
+    """Everything known about one dataset while its array is built."""
+
+    ctx: _Context
+    dset: h5py.Dataset
+    path: str
+    info: TypeInfo
+    shape: tuple[int, ...]
+    """The array's shape: the netCDF shape (unlimited axes padded to the dimension)."""
+    meta_kw: dict[str, Any]
+    """``attributes`` and ``dimension_names`` for the metadata."""
+
+    @property
+    def extent(self) -> tuple[int, ...]:
+        """The HDF5 dataset's own shape."""
+        return tuple(int(s) for s in self.dset.shape)
+
+    @property
+    def where(self) -> str:
+        return f"{self.ctx.url}: variable {self.path!r}"
+
+    def fill_value(self) -> Any:
+        fv = self.dset.fillvalue
+        if fv is None or self.info.kind not in ("plain", "convert"):
+            return None
+        return np.asarray(fv).astype(self.info.dtype).item()
+
+    def metadata(self, chunk_shape: tuple[int, ...], codecs: list[Any]) -> ArrayV3Metadata:
+        return create_v3_array_metadata(
+            shape=self.shape,
+            data_type=self.info.dtype,
+            chunk_shape=chunk_shape,
+            fill_value=self.fill_value(),
+            codecs=codecs,
+            **self.meta_kw,
+        )
 
 
 def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> ManifestArray | None:
@@ -49,13 +89,17 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
         if info.kind == "skip":
             skip(ctx, path, info.reason)
             return None
-        meta_kw = {
-            "attributes": read_attributes(dset, f"{ctx.url}: variable {path!r}"),
-            "dimension_names": ctx.namer.dimensions(dset, group),
-        }
+        dims = ctx.namer.dimensions(dset, group)
+        attrs = read_attributes(dset, f"{ctx.url}: variable {path!r}")
+        if info.kind == "compound":  # xarray cannot decode a struct _FillValue: it would
+            attrs.pop("_FillValue", None)  # refuse the whole dataset
+        var = _Var(
+            ctx, dset, path, info, ctx.namer.shape(dset, group, dims),
+            {"attributes": attrs, "dimension_names": dims},
+        )  # fmt: skip
         if info.kind != "plain":
-            return _inline_or_skip(ctx, dset, path, info, meta_kw, info.reason)
-        return _referenced(ctx, dset, path, info, meta_kw)
+            return _inline_or_skip(var, info.reason)
+        return _referenced(var)
     except OSError as e:
         raise CorruptFileError(
             f"{ctx.url}: cannot read the HDF5 metadata of variable {path!r} (the file may be "
@@ -63,223 +107,210 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
         ) from e
 
 
-def _fill_value(dset: h5py.Dataset, dtype: np.dtype) -> Any:
-    fv = dset.fillvalue
-    if fv is None or dtype.kind not in "biufcS":
-        return None
-    return np.asarray(fv).astype(dtype).item()
-
-
-def _referenced(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any]
-) -> ManifestArray | None:
+def _referenced(var: _Var) -> ManifestArray | None:
     from h5py import h5d
 
-    dcpl = dset.id.get_create_plist()
-    if dset.is_virtual:
-        return _inline_or_skip(ctx, dset, path, info, meta_kw, "it is a virtual dataset (VDS)")
+    dcpl = var.dset.id.get_create_plist()
+    if var.dset.is_virtual:
+        return _inline_or_skip(var, "it is a virtual dataset (VDS)")
     if dcpl.get_external_count():
-        return _inline_or_skip(ctx, dset, path, info, meta_kw, "its data is in external raw files")
+        return _inline_or_skip(var, "its data is in external raw files")
     layout = dcpl.get_layout()
     if layout == h5d.COMPACT:  # data lives in the object header: at most 64 KiB
-        return _inline(ctx, dset, path, info, meta_kw)
+        return _inline(var)
     if layout == h5d.CONTIGUOUS:
-        return _contiguous(ctx, dset, path, info, meta_kw)
+        return _contiguous(var)
     if layout == h5d.CHUNKED:
-        return _chunked(ctx, dset, path, info, meta_kw, dcpl)
-    return _inline_or_skip(ctx, dset, path, info, meta_kw, f"unknown storage layout {layout}")
+        return _chunked(var, dcpl)
+    return _inline_or_skip(var, f"its storage layout ({layout}) is unknown")
 
 
-def _check_extent(ctx: _Context, path: str, manifest: ChunkManifest) -> None:
-    present = manifest.path_ids != MISSING
+def _check_extent(var: _Var, manifest: ChunkManifest) -> None:
+    present = manifest.path_ids == 0  # id 0 is the file itself
     if not present.any():
         return
-    ends = manifest.offsets[present] + manifest.lengths[present]
-    end = int(ends.max())
-    if end > ctx.file_size:
+    end = int((manifest.offsets[present] + manifest.lengths[present]).max())
+    if end > var.ctx.file_size:
         raise CorruptFileError(
-            f"{ctx.url}: variable {path!r} has chunks up to byte {end} but the file has only "
-            f"{ctx.file_size} bytes: the file is truncated."
+            f"{var.where} has chunks up to byte {end} but the file has only "
+            f"{var.ctx.file_size} bytes: the file is truncated."
         )
 
 
-def _contiguous(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any]
-) -> ManifestArray:
-    shape = tuple(int(s) for s in dset.shape)
-    nbytes = math.prod(shape) * info.dtype.itemsize
-    offset = dset.id.get_offset()  # None when no storage was ever allocated
-    grid = tuple(1 if s else 0 for s in shape)
+def _contiguous(var: _Var) -> ManifestArray:
+    nbytes = math.prod(var.shape) * var.info.dtype.itemsize
+    offset = var.dset.id.get_offset()  # None when no storage was ever allocated
+    grid = tuple(1 if s else 0 for s in var.shape)
     present = offset is not None and nbytes > 0
     manifest = ChunkManifest.from_path_ids(
-        table=[ctx.url],
+        table=[var.ctx.url],
         ids=np.full(grid, 0 if present else MISSING, dtype=np.uint32),
         offsets=np.full(grid, offset or 0, dtype=np.uint64),
         lengths=np.full(grid, nbytes, dtype=np.uint64),
     )
-    _check_extent(ctx, path, manifest)
-    metadata = create_v3_array_metadata(
-        shape=shape,
-        data_type=info.dtype,
-        chunk_shape=inline_chunk_shape(shape),
-        fill_value=_fill_value(dset, info.dtype),
-        **meta_kw,
-    )
-    return ManifestArray(metadata, manifest)
+    _check_extent(var, manifest)
+    return ManifestArray(var.metadata(inline_chunk_shape(var.shape), []), manifest)
 
 
-def _chunked(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any], dcpl: Any
-) -> ManifestArray | None:
-    shape = tuple(int(s) for s in dset.shape)
+def _chunked(var: _Var, dcpl: Any) -> ManifestArray | None:
+    dtype, chunks = var.info.dtype, tuple(int(c) for c in var.dset.chunks)
     filters = read_filters(dcpl)
     try:
-        codecs = codecs_for_filters(filters, info.dtype)
+        codecs = codecs_for_filters(filters, dtype)
     except UnsupportedFilter as e:
-        return _unsupported_filter(ctx, dset, path, info, meta_kw, e)
-    index = read_chunk_index(dset.id, dset.ndim)
+        return _unsupported_filter(var, e)
+    index = read_chunk_index(var.dset.id, var.dset.ndim)
     masks = np.unique(index.masks)
     if len(masks) == 1 and masks[0]:  # every chunk skipped the same filters: drop them
         kept = [f for i, f in enumerate(filters) if not int(masks[0]) >> i & 1]
-        codecs = codecs_for_filters(kept, info.dtype)
-    chunk_shape, trimmed = trimmed_chunk_shape(shape, tuple(dset.chunks), raw=not codecs)
+        codecs = codecs_for_filters(kept, dtype)
+    chunk_shape, trimmed = trimmed_chunk_shape(var.shape, chunks, raw=not codecs)
     lengths = None
     if not codecs:
-        _check_raw_sizes(ctx, path, index, math.prod(dset.chunks) * info.dtype.itemsize)
+        full = math.prod(chunks) * dtype.itemsize
+        if len(index) and not np.all(index.sizes == full):
+            raise CorruptFileError(
+                f"{var.where} has unfiltered chunks of {sorted(set(index.sizes.tolist()))[:5]} "
+                f"bytes, but a chunk holds {full} bytes: the chunk index is inconsistent."
+            )
         if trimmed:
-            lengths = np.full(len(index), math.prod(chunk_shape) * info.dtype.itemsize, np.uint64)
-    manifest = chunk_grid_manifest(index, ctx.url, shape, chunk_shape, lengths=lengths)
-    _check_extent(ctx, path, manifest)
-    metadata = create_v3_array_metadata(
-        shape=shape,
-        data_type=info.dtype,
-        chunk_shape=chunk_shape,
-        fill_value=_fill_value(dset, info.dtype),
-        codecs=codecs,
-        **meta_kw,
-    )
-    if len(masks) > 1:
-        manifest = _reencode_skipped(ctx, dset, path, index, metadata, manifest, int(masks[0]))
+            lengths = np.full(len(index), math.prod(chunk_shape) * dtype.itemsize, np.uint64)
+    manifest = chunk_grid_manifest(index, var.ctx.url, var.shape, chunk_shape, lengths=lengths)
+    _check_extent(var, manifest)
+    metadata = var.metadata(chunk_shape, codecs)
+    redo = _straddling_chunks(var, chunk_shape, manifest)
+    if len(masks) > 1:  # some chunks skipped a filter the others went through
+        odd = index.coords[index.masks != masks[0]] // np.asarray(chunk_shape)
+        inside = np.all(odd < np.asarray(manifest.shape_chunk_grid), axis=1)
+        redo |= {tuple(int(i) for i in idx) for idx in odd[inside]}
+    if redo:
+        manifest = _reencode(var, metadata, manifest, sorted(redo))
     return ManifestArray(metadata, manifest)
 
 
-def _check_raw_sizes(ctx: _Context, path: str, index: ChunkIndex, expected: int) -> None:
-    if len(index) and not np.all(index.sizes == expected):
-        raise CorruptFileError(
-            f"{ctx.url}: variable {path!r} has unfiltered chunks of {sorted(set(index.sizes.tolist()))[:5]} "
-            f"bytes, but a chunk holds {expected} bytes: the chunk index is inconsistent."
-        )
+def _straddling_chunks(
+    var: _Var, chunks: tuple[int, ...], manifest: ChunkManifest
+) -> set[tuple[int, ...]]:
+    """Chunks holding both values and padding of a variable shorter than its unlimited dim.
 
-
-def _reencode_skipped(
-    ctx: _Context,
-    dset: h5py.Dataset,
-    path: str,
-    index: ChunkIndex,
-    metadata: ArrayV3Metadata,
-    manifest: ChunkManifest,
-    usual_mask: int,
-) -> ChunkManifest:
-    """Inline the chunks whose filter mask differs from the others, re-encoded.
-
-    HDF5 stores a chunk unfiltered when an optional filter fails on it (LZF or blosc on
-    incompressible data). Zarr has one codec chain per array, so those chunks are read
-    with h5py and encoded with the array's chain.
+    The part past the HDF5 extent must read as the fill value, whatever bytes HDF5 left
+    in the chunk there, so these chunks are re-encoded from their values.
     """
-    odd = np.nonzero(index.masks != usual_mask)[0]
+    out: set[tuple[int, ...]] = set()
+    present = manifest.path_ids != MISSING
+    for axis, (n, size, c) in enumerate(zip(var.extent, var.shape, chunks)):
+        if size > n and n % c:
+            sel: list[Any] = [slice(None)] * len(chunks)
+            sel[axis] = n // c
+            idx = np.argwhere(present[tuple(sel)])
+            out |= {tuple(int(i) for i in np.insert(row, axis, n // c)) for row in idx}
+    return out
+
+
+def _reencode(
+    var: _Var, metadata: ArrayV3Metadata, manifest: ChunkManifest, grid_idx: list[tuple[int, ...]]
+) -> ChunkManifest:
+    """Replace chunks by inlined ones re-encoded from the values h5py reads.
+
+    Zarr has one codec chain per array, so chunks stored differently (HDF5 skips an
+    optional filter that fails on a chunk, e.g. LZF or blosc on incompressible data) or
+    holding bytes past the HDF5 extent are read, padded with the fill value and encoded
+    with the array's chain.
+    """
     chunks = tuple(int(c) for c in metadata.chunks)
-    total = len(odd) * math.prod(chunks) * metadata.dtype.to_native_dtype().itemsize
+    dtype = metadata.dtype.to_native_dtype()
+    total = len(grid_idx) * math.prod(chunks) * dtype.itemsize
     if total > REENCODE_LIMIT:
         raise UnsupportedFeatureError(
-            f"{ctx.url}: variable {path!r} has {len(odd)} of {len(index)} chunks stored with "
-            f"a filter skipped (filter mask differs), {total} bytes to re-encode, more than "
-            f"{REENCODE_LIMIT}. Zarr needs one codec chain per array; leave the variable out "
-            "with drop_variables or load it with h5py."
+            f"{var.where}: {len(grid_idx)} chunks are stored with a filter skipped (their filter "
+            f"mask differs) or straddle the end of the variable; re-encoding them means inlining "
+            f"{total} bytes, more than {REENCODE_LIMIT}. Zarr needs one codec chain per array: "
+            "leave the variable out with drop_variables or load it with h5py."
         )
-    ids, offsets = manifest.path_ids.copy(), manifest.offsets.copy()
-    lengths = manifest.lengths.copy()
+    ids, offsets, lengths = (
+        a.copy() for a in (manifest.path_ids, manifest.offsets, manifest.lengths)
+    )
     table: list[str | bytes] = list(manifest.table)
-    fill = metadata.fill_value
-    for i in odd:
-        start = index.coords[i]
-        if np.any(start >= np.asarray(dset.shape)):
-            continue  # outside the current extent: not in the manifest
-        sel = tuple(slice(int(s), min(int(s) + c, n)) for s, c, n in zip(start, chunks, dset.shape))
-        values = np.full(chunks, fill, dtype=metadata.dtype.to_native_dtype())
-        values[tuple(slice(0, s.stop - s.start) for s in sel)] = dset[sel]
+    for idx in grid_idx:
+        start = [i * c for i, c in zip(idx, chunks)]
+        sel = tuple(slice(s, min(s + c, n)) for s, c, n in zip(start, chunks, var.extent))
+        if any(s.start >= s.stop for s in sel):  # wholly past the extent: all fill
+            ids[idx] = MISSING
+            continue
+        values = np.full(chunks, metadata.fill_value, dtype=dtype)
+        try:
+            values[tuple(slice(0, s.stop - s.start) for s in sel)] = var.dset[sel]
+        except OSError as e:  # the filter is in the pipeline but HDF5 has no plugin for it
+            raise CodecNotSupportedError(
+                f"{var.where}: chunk {list(idx)} must be re-encoded from its values, but HDF5 "
+                f"cannot decode it ({e}). Is the filter plugin installed (hdf5plugin)?"
+            ) from e
         data = encode_chunk(metadata, values)
-        grid_idx = tuple(int(s) // c for s, c in zip(start, chunks))
-        ids[grid_idx], offsets[grid_idx], lengths[grid_idx] = len(table), 0, len(data)
+        ids[idx], offsets[idx], lengths[idx] = len(table), 0, len(data)
         table.append(data)
     return ChunkManifest.from_path_ids(table=table, ids=ids, offsets=offsets, lengths=lengths)
 
 
-def _unsupported_filter(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any], e: UnsupportedFilter
-) -> ManifestArray:
-    nbytes = dset.size * info.dtype.itemsize
-    if nbytes <= ctx.parser.inline_threshold:
+def _unsupported_filter(var: _Var, e: UnsupportedFilter) -> ManifestArray:
+    nbytes = math.prod(var.shape) * var.info.dtype.itemsize
+    threshold = var.ctx.parser.inline_threshold
+    if nbytes <= threshold:
         try:
-            return _inline(ctx, dset, path, info, meta_kw)
+            return _inline(var)
         except OSError as read_error:  # HDF5 itself lacks the filter
             cause = f"HDF5 cannot decode it either ({read_error})"
     else:
-        cause = f"it holds {nbytes} bytes, more than inline_threshold={ctx.parser.inline_threshold}"
+        cause = f"it holds {nbytes} bytes, more than inline_threshold={threshold}"
     raise CodecNotSupportedError(
-        f"{ctx.url}: variable {path!r} uses the filter {e.filter.describe()}, which no Zarr "
-        f"codec decodes ({e.reason}), and cannot be inlined: {cause}. Leave it out with "
-        f"drop_variables=[{path!r}]."
+        f"{var.where} uses the filter {e.filter.describe()}, which no Zarr codec decodes "
+        f"({e.reason}), and cannot be inlined: {cause}. Leave it out with "
+        f"drop_variables=[{var.path!r}]."
     ) from e
 
 
-def _inline_or_skip(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any], reason: str
-) -> ManifestArray | None:
-    per_item = 16 if info.kind == "vlen_str" else info.dtype.itemsize  # a guess for strings
-    nbytes = dset.size * per_item
-    if nbytes > ctx.parser.inline_threshold:
+def _inline_or_skip(var: _Var, reason: str) -> ManifestArray | None:
+    per_item = 16 if var.info.kind == "vlen_str" else var.info.dtype.itemsize  # strings: a guess
+    nbytes = math.prod(var.shape) * per_item
+    threshold = var.ctx.parser.inline_threshold
+    if nbytes > threshold:
         skip(
-            ctx,
-            path,
+            var.ctx,
+            var.path,
             f"{reason} cannot be referenced, and at about {nbytes} bytes it is larger than "
-            f"inline_threshold={ctx.parser.inline_threshold} (raise it to inline the values)",
+            f"inline_threshold={threshold} (raise it to inline the values)",
         )
         return None
-    return _inline(ctx, dset, path, info, meta_kw)
+    return _inline(var)
 
 
-def _read_values(dset: h5py.Dataset, info: TypeInfo) -> np.ndarray:
-    if info.kind == "vlen_str":
-        values = dset.asstr(errors="replace")[()]
-        return np.asarray(values, dtype=object).astype(info.dtype)
-    return np.asarray(dset[()]).astype(info.dtype)
+def _read_values(var: _Var) -> np.ndarray:
+    """The values as HDF5 decodes them, padded with the fill value to the netCDF shape."""
+    if var.info.kind == "vlen_str":
+        values = np.asarray(var.dset.asstr(errors="replace")[()], dtype=object)
+        values = values.astype(var.info.dtype)
+        fill: Any = ""
+    else:
+        values = np.asarray(var.dset[()]).astype(var.info.dtype)
+        fill = var.fill_value()
+    if values.shape != var.shape:
+        padded = np.full(var.shape, fill if fill is not None else 0, dtype=var.info.dtype)
+        padded[tuple(slice(0, n) for n in values.shape)] = values
+        values = padded
+    return values
 
 
-def _inline(
-    ctx: _Context, dset: h5py.Dataset, path: str, info: TypeInfo, meta_kw: dict[str, Any]
-) -> ManifestArray:
+def _inline(var: _Var) -> ManifestArray:
     """The whole array as one inlined chunk, values read (and decoded) by HDF5."""
     from zarr.codecs import BytesCodec, VLenUTF8Codec
 
-    shape = tuple(int(s) for s in dset.shape)
     codecs: list[Any] = []
-    if info.kind == "vlen_str":
+    if var.info.kind == "vlen_str":
         codecs = [VLenUTF8Codec()]
-    elif info.kind == "compound":  # struct fields were made little-endian
+    elif var.info.kind == "compound":  # struct fields were made little-endian
         codecs = [BytesCodec(endian="little")]
-        # xarray cannot decode a struct _FillValue and would refuse the whole dataset
-        meta_kw = {**meta_kw, "attributes": {k: v for k, v in meta_kw["attributes"].items() if k != "_FillValue"}}
-    fill = None if info.kind in ("vlen_str", "compound") else _fill_value(dset, info.dtype)
-    metadata = create_v3_array_metadata(
-        shape=shape,
-        data_type=info.dtype,
-        chunk_shape=inline_chunk_shape(shape),
-        fill_value=fill,
-        codecs=codecs,
-        **meta_kw,
-    )
+    chunk_shape = inline_chunk_shape(var.shape)
+    metadata = var.metadata(chunk_shape, codecs)
     data = None
-    if dset.size:
-        values = _read_values(dset, info).reshape(inline_chunk_shape(shape))
-        data = encode_chunk(metadata, values)
-    return ManifestArray(metadata, single_chunk_manifest(shape, data))
+    if math.prod(var.shape):
+        data = encode_chunk(metadata, _read_values(var).reshape(chunk_shape))
+    return ManifestArray(metadata, single_chunk_manifest(var.shape, data))

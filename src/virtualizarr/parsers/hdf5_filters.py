@@ -56,7 +56,7 @@ class Filter:
         return f"{self.name} (HDF5 filter {self.id}, cd_values={list(self.cd_values)})"
 
 
-class UnsupportedFilter(Exception):  # noqa: N818 - internal signal, never reaches users
+class UnsupportedFilter(Exception):
     """Raised (internally) when a filter has no exact Zarr codec."""
 
     def __init__(self, filt: Filter, reason: str) -> None:
@@ -100,7 +100,11 @@ def _szip(f: Filter, dtype: np.dtype) -> Any:
         raise UnsupportedFilter(f, "expected 4 cd_values")
     mask, ppb, bpp, pps = f.cd_values[:4]
     return hdf5_szip.Szip(
-        options_mask=mask, pixels_per_block=ppb, bits_per_pixel=bpp, pixels_per_scanline=pps, header=True
+        options_mask=mask,
+        pixels_per_block=ppb,
+        bits_per_pixel=bpp,
+        pixels_per_scanline=pps,
+        header=True,
     )
 
 
@@ -132,7 +136,10 @@ def _blosc(f: Filter, dtype: np.dtype) -> Any:
         raise UnsupportedFilter(f, f"this numcodecs build of blosc cannot decompress {cname!r}")
     # a blosc frame describes itself: these settings only matter to writers
     return BloscCodec(
-        typesize=max(int(typesize), 1), cname=cname, clevel=int(clevel), shuffle=_BLOSC_SHUFFLES[shuffle]
+        typesize=max(int(typesize), 1),
+        cname=cname,
+        clevel=int(clevel),
+        shuffle=_BLOSC_SHUFFLES[shuffle],
     )
 
 
@@ -195,7 +202,9 @@ def codecs_for_filters(filters: list[Filter], dtype: np.dtype) -> list[Any]:
     for f in filters:
         factory = _CODEC_FACTORIES.get(f.id)
         if factory is None:
-            why = {5: "n-bit packing", 6: "scale-offset packing"}.get(f.id, "no Zarr codec decodes it")
+            why = {5: "n-bit packing", 6: "scale-offset packing"}.get(
+                f.id, "no Zarr codec decodes it"
+            )
             raise UnsupportedFilter(f, why)
         out.append(factory(f, dtype))
     return out

@@ -44,7 +44,9 @@ def encode_chunk(metadata: ArrayV3Metadata, values: np.ndarray) -> bytes:
 
     chunk_shape = tuple(int(c) for c in metadata.chunks)
     if values.shape != chunk_shape:
-        raise ValueError(f"values of shape {values.shape} do not fill a chunk of shape {chunk_shape}")
+        raise ValueError(
+            f"values of shape {values.shape} do not fill a chunk of shape {chunk_shape}"
+        )
     codecs = list(metadata.codecs)
     serializer = next(c for c in codecs if isinstance(c, ArrayBytesCodec))
     filters = [c for c in codecs if isinstance(c, ArrayArrayCodec)]

@@ -55,7 +55,9 @@ def variable_name(h5name: str) -> str:
     return h5name.replace(_NON_COORD, "")
 
 
-_NETCDF_KEYS = frozenset({"CLASS", "NAME", "_Netcdf4Coordinates", "_Netcdf4Dimid", "DIMENSION_LIST"})
+_NETCDF_KEYS = frozenset(
+    {"CLASS", "NAME", "_Netcdf4Coordinates", "_Netcdf4Dimid", "DIMENSION_LIST"}
+)
 
 
 def netcdf_keys(obj: Any, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
@@ -230,7 +232,24 @@ class DimensionNamer:
             return (own,)
         return self._phony_names(dset, labels, chain[-1] if chain else {})
 
-    def _phony_names(self, dset: Any, labels: list[int], group_dims: dict[str, _Dim]) -> tuple[str, ...]:
+    def shape(self, dset: Any, group_name: str, dims: tuple[str, ...]) -> tuple[int, ...]:
+        """The netCDF shape of ``dset``: an axis on an unlimited dimension spans the
+        dimension's length (that of its longest variable), as netCDF-C and h5netcdf read
+        it, padding shorter variables with the fill value."""
+        chain = self._chain(group_name)
+        shape = [int(s) for s in dset.shape]
+        for axis, name in enumerate(dims):
+            for group_dims in reversed(chain):  # the nearest group defining the name wins
+                dim = group_dims.get(name)
+                if dim is not None:
+                    if dim.maxsize is None:
+                        shape[axis] = max(shape[axis], dim.size)
+                    break
+        return tuple(shape)
+
+    def _phony_names(
+        self, dset: Any, labels: list[int], group_dims: dict[str, _Dim]
+    ) -> tuple[str, ...]:
         dimlist = self._keys(dset).get("DIMENSION_LIST") if any(labels) else None
         used: Counter[int] = Counter()
         names = []
@@ -307,7 +326,11 @@ def read_attributes(obj: Any, where: str) -> dict[str, Any]:
     try:
         keys = list(obj.attrs)
     except (OSError, TypeError, ValueError, KeyError) as e:
-        warnings.warn(f"{where}: attributes could not be listed ({e}); left out.", VirtualiZarrWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}: attributes could not be listed ({e}); left out.",
+            VirtualiZarrWarning,
+            stacklevel=3,
+        )
         return out
     for key in keys:
         if key in HIDDEN_ATTRS:

@@ -99,7 +99,9 @@ def classify_dtype(dset: Any) -> TypeInfo:
     if dt.subdtype is not None:
         return TypeInfo("skip", None, f"HDF5 array type {dt} has no Zarr data type")
     if dt.kind not in "biufcS":
-        return TypeInfo("skip", None, f"HDF5 datatype {dt} (opaque/bitfield/time) has no Zarr data type")
+        return TypeInfo(
+            "skip", None, f"HDF5 datatype {dt} (opaque/bitfield/time) has no Zarr data type"
+        )
     native = np.dtype(dt.str)  # drops h5py's enum/string metadata, keeps the byte order
     if not _standard_layout(dset.id.get_type()):
         return TypeInfo("convert", native, f"its HDF5 type is not stored like numpy's {native}")
