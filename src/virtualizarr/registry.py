@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -18,7 +19,8 @@ def split_url(url: str) -> tuple[str, str, list[str]]:
 
     The path is taken literally: ``#`` and ``?`` are characters of file and object
     names (``file:///data/run#3.nc``), not a fragment or query as ``urlsplit`` would
-    have it, and nothing is percent-decoded (obstore takes keys as they are).
+    have it. Only ``http(s)`` paths are percent-decoded (obstore encodes them again);
+    ``file://`` and object-store keys are used as written.
 
     >>> split_url("s3://bucket/dir/a#1.nc")
     ('s3', 'bucket', ['dir', 'a#1.nc'])
@@ -29,7 +31,11 @@ def split_url(url: str) -> tuple[str, str, list[str]]:
         url = normalize_path(url)
     scheme, _, rest = url.partition("://")
     netloc, _, path = rest.partition("/")
-    return scheme.lower(), netloc, [p for p in path.split("/") if p]
+    segments = [p for p in path.split("/") if p]
+    if scheme.lower() in ("http", "https"):
+        # HTTP URLs are percent-encoded ("a%20b.nc"); obstore encodes keys itself
+        segments = [unquote(p) for p in segments]
+    return scheme.lower(), netloc, segments
 
 
 def _default_store(scheme: str, netloc: str) -> ObjectStore:
