@@ -75,6 +75,8 @@ def test_split_url() -> None:
     assert split_url("file:///tmp/x y#1.nc") == ("file", "", ["tmp", "x y#1.nc"])
     assert split_url("/tmp/a.nc") == ("file", "", ["tmp", "a.nc"])
     assert split_url("https://host:8080/d/f?x") == ("https", "host:8080", ["d", "f?x"])
+    assert split_url("https://host/a%20b%23.nc") == ("https", "host", ["a b#.nc"])
+    assert split_url("s3://bucket/a%20b.nc") == ("s3", "bucket", ["a%20b.nc"])  # keys as written
 
 
 def test_defaults() -> None:
@@ -231,3 +233,14 @@ def test_http_truncated_file(http_server: HTTPServer) -> None:
     assert int((manifest.offsets + manifest.lengths).max()) == len(data)
     with pytest.raises(ChunkReadError, match=r"truncated|Could not read"):
         read_zarr(virtual(http_server.url_for(path), manifest))
+
+
+@pytest.mark.network
+def test_http_percent_encoded_and_plain_names(http_server: HTTPServer) -> None:
+    directory = http_server.mkdir()
+    path, manifest = written(directory)
+    odd = path.rename(directory / "run #3 100%.bin")
+    base = http_server.url_for(directory)
+    for name in ["run #3 100%.bin", "run%20%233%20100%25.bin"]:
+        np.testing.assert_array_equal(read_zarr(virtual(f"{base}/{name}", manifest)), EXPECTED)
+    assert odd.exists()
