@@ -327,3 +327,20 @@ def test_detected_from_first_bytes_and_read_from_object_store(tmp_path: Path) ->
     assert isinstance(parser, FITSParser)
     store = parser("memory://bucket/a/mem.fits", registry)
     np.testing.assert_array_equal(raw(store, "G"), data)
+
+
+def test_unknown_tile_compression_is_a_named_codec_error(tmp_path):
+    from astropy.io import fits
+
+    from virtualizarr.errors import CodecNotSupportedError
+
+    p = tmp_path / "odd.fits"
+    data = np.arange(64, dtype=np.int16).reshape(8, 8)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", name="IMG")]
+    ).writeto(p)
+    raw_bytes = p.read_bytes()
+    assert raw_bytes.count(b"'RICE_1  '") == 1
+    p.write_bytes(raw_bytes.replace(b"'RICE_1  '", b"'BOGUS_1 '"))
+    with pytest.raises(CodecNotSupportedError, match=r"odd\.fits.*BOGUS_1"):
+        FITSParser()(str(p), ObjectStoreRegistry())

@@ -287,3 +287,37 @@ def test_detected_from_first_bytes_and_read_from_object_store(tmp_path: Path) ->
     store = parser("memory://bucket/dir/mem.tif", registry)
     assert store.group.arrays["0"].manifest.used_paths() == ["memory://bucket/dir/mem.tif"]
     np.testing.assert_array_equal(read(store), data)
+
+
+def _minimal_tiff(path, *, width, length, bits, sample_format, data: bytes) -> None:
+    """A little-endian baseline TIFF with one strip, written byte by byte (tifffile refuses
+    to write the odd sample formats tested here)."""
+    import struct
+
+    tags = [  # (tag, type SHORT=3/LONG=4, value)
+        (256, 4, width),
+        (257, 4, length),
+        (258, 3, bits),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8 + 2 + 12 * 10 + 4),
+        (277, 3, 1),
+        (278, 4, length),
+        (279, 4, len(data)),
+        (339, 3, sample_format),
+    ]
+    ifd = struct.pack("<H", len(tags))
+    for tag, typ, value in tags:
+        ifd += struct.pack("<HHI", tag, typ, 1) + (
+            struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        )
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data)
+
+
+def test_float24_samples_are_refused_with_a_named_error(tmp_path):
+    from virtualizarr.errors import UnsupportedFeatureError
+
+    p = tmp_path / "f24.tif"
+    _minimal_tiff(p, width=2, length=2, bits=24, sample_format=3, data=bytes(12))
+    with pytest.raises(UnsupportedFeatureError, match=r"f24\.tif.*24"):
+        TIFFParser()(str(p), ObjectStoreRegistry())
