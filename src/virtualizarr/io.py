@@ -8,6 +8,8 @@ tifffile) exactly that, with read-ahead so many small header reads cost few requ
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from virtualizarr.manifests.manifest import normalize_path
@@ -16,7 +18,7 @@ from virtualizarr.registry import ObjectStoreRegistry
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
-__all__ = ["ObstoreReader", "open_reader", "read_range", "file_size"]
+__all__ = ["ObstoreReader", "file_size", "open_reader", "read_local_ranges", "read_range"]
 
 
 def _not_found(url: str, e: Exception) -> FileNotFoundError:
@@ -93,14 +95,18 @@ class ObstoreReader(io.RawIOBase):
         return len(data)
 
 
-def open_reader(url: str, registry: ObjectStoreRegistry | None = None, **kwargs: object) -> ObstoreReader:
+def open_reader(
+    url: str, registry: ObjectStoreRegistry | None = None, **kwargs: object
+) -> ObstoreReader:
     """A file-like reader of ``url`` through the registry's store for it."""
     url = normalize_path(url)
     store, path = (registry or ObjectStoreRegistry()).resolve(url)
     return ObstoreReader(store, path, url=url, **kwargs)  # type: ignore[arg-type]
 
 
-def read_range(url: str, start: int, length: int, registry: ObjectStoreRegistry | None = None) -> bytes:
+def read_range(
+    url: str, start: int, length: int, registry: ObjectStoreRegistry | None = None
+) -> bytes:
     """``length`` bytes of ``url`` from ``start`` (fewer if the file ends first)."""
     import obstore
 
@@ -129,3 +135,31 @@ def file_size(url: str, registry: ObjectStoreRegistry | None = None) -> int:
         return int(obstore.head(store, path)["size"])
     except Exception as e:
         raise _not_found(url, e) from e
+
+
+def read_local_ranges(path: str, starts: Sequence[int], lengths: Sequence[int]) -> list[bytes]:
+    """Byte ranges of the local file ``path``, with one open and one ``pread`` per range.
+
+    Each range may come back short where the file ends. A ``pread`` costs microseconds,
+    against tens of microseconds for an object-store call that opens the file again.
+
+    >>> # read_local_ranges("/data/a.nc", [0, 4096], [8, 100])
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out = []
+        for start, length in zip(starts, lengths):
+            data = os.pread(fd, length, start)
+            if 0 < len(data) < length:  # one call returns at most ~2 GiB on Linux
+                parts, got = [data], len(data)
+                while got < length:
+                    more = os.pread(fd, length - got, start + got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
+            out.append(data)
+        return out
+    finally:
+        os.close(fd)
