@@ -35,9 +35,12 @@ if TYPE_CHECKING:
 __all__ = ["HDFParser"]
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# HDF5 metadata (B-tree nodes, object headers) is read in small scattered pieces: a
-# moderate read-ahead serves neighbouring reads without fetching megabytes per seek.
-_READ_AHEAD = 64 * 1024
+# HDF5 metadata (object headers, heaps, B-tree nodes of ~3 KiB) is read in small pieces,
+# the chunk index's nodes scattered through the file. Locally a request costs little but
+# copying does: read ahead a little. Remotely a request costs a round trip: read ahead more,
+# so headers and attributes near each other arrive together.
+_READ_AHEAD_LOCAL = 16 * 1024
+_READ_AHEAD_REMOTE = 256 * 1024
 
 
 class HDFParser:
@@ -130,7 +133,10 @@ def open_hdf5(url: str, registry: ObjectStoreRegistry) -> Iterator[tuple[h5py.Fi
     from virtualizarr.io import open_reader
 
     _load_filter_plugins()
-    reader = open_reader(url, registry, block_size=_READ_AHEAD)
+    local = url.startswith("file://")
+    reader = open_reader(
+        url, registry, block_size=_READ_AHEAD_LOCAL if local else _READ_AHEAD_REMOTE
+    )
     try:
         try:
             f = h5py.File(reader, "r")

@@ -160,7 +160,12 @@ def _chunked(var: _Var, dcpl: Any) -> ManifestArray | None:
     except UnsupportedFilter as e:
         return _unsupported_filter(var, e)
     index = read_chunk_index(var.dset.id, var.dset.ndim)
-    masks = np.unique(index.masks)
+    if len(index) and int((index.addresses + index.sizes).max()) > var.ctx.file_size:
+        raise CorruptFileError(
+            f"{var.where} has chunks up to byte {int((index.addresses + index.sizes).max())} "
+            f"but the file has only {var.ctx.file_size} bytes: the file is truncated."
+        )
+    masks = np.unique(index.masks) if index.masks.any() else np.zeros(1, np.uint32)
     if len(masks) == 1 and masks[0]:  # every chunk skipped the same filters: drop them
         kept = [f for i, f in enumerate(filters) if not int(masks[0]) >> i & 1]
         codecs = codecs_for_filters(kept, dtype)
@@ -176,7 +181,6 @@ def _chunked(var: _Var, dcpl: Any) -> ManifestArray | None:
         if trimmed:
             lengths = np.full(len(index), math.prod(chunk_shape) * dtype.itemsize, np.uint64)
     manifest = chunk_grid_manifest(index, var.ctx.url, var.shape, chunk_shape, lengths=lengths)
-    _check_extent(var, manifest)
     metadata = var.metadata(chunk_shape, codecs)
     redo = _straddling_chunks(var, chunk_shape, manifest)
     if len(masks) > 1:  # some chunks skipped a filter the others went through

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -37,16 +39,17 @@ class ChunkIndex:
 
 
 def _from_store_infos(infos: list[Any], ndim: int) -> ChunkIndex:
-    if not infos:
-        empty = np.zeros(0, np.uint64)
-        return ChunkIndex(np.zeros((0, ndim), np.int64), empty, empty, np.zeros(0, np.uint32))
-    # StoreInfo is (chunk_offset, filter_mask, byte_offset, size); zip(*) transposes in C
-    coords, masks, addresses, sizes = zip(*infos)
+    """Columns of h5py ``StoreInfo`` tuples ``(chunk_offset, filter_mask, byte_offset, size)``.
+
+    ``map``/``itemgetter``/``chain`` run in C, so no Python frame runs per chunk.
+    """
+    n = len(infos)
+    coords = np.fromiter(chain.from_iterable(map(itemgetter(0), infos)), np.int64, count=n * ndim)
     return ChunkIndex(
-        coords=np.array(coords, dtype=np.int64).reshape(len(infos), ndim),
-        addresses=np.array(addresses, dtype=np.uint64),
-        sizes=np.array(sizes, dtype=np.uint64),
-        masks=np.array(masks, dtype=np.uint32),
+        coords=coords.reshape(n, ndim),
+        masks=np.fromiter(map(itemgetter(1), infos), np.uint32, count=n),
+        addresses=np.fromiter(map(itemgetter(2), infos), np.uint64, count=n),
+        sizes=np.fromiter(map(itemgetter(3), infos), np.uint64, count=n),
     )
 
 
