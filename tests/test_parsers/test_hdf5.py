@@ -409,6 +409,19 @@ def test_layout_references(layouts_h5: Path) -> None:
     assert g["zero_len"].manifest.shape_chunk_grid == (0, 1)
 
 
+def test_user_block(tmp_path: Path) -> None:
+    """A file with a user block before the superblock: offsets are absolute file offsets."""
+    path = tmp_path / "ub.h5"
+    with h5py.File(path, "w", userblock_size=1024) as f:
+        f["c"] = np.arange(100, dtype="<i8")
+        f.create_dataset(
+            "k", data=np.arange(100, dtype=">i8") * 3, chunks=(10,), compression="gzip"
+        )
+    store = parse(path)
+    assert store.group["c"].manifest.get_entry((0,))["offset"] > 1024
+    assert_same_as_h5py(store, path)
+
+
 def test_unallocated_reads_fill_value(layouts_h5: Path) -> None:
     store = parse(layouts_h5)
     np.testing.assert_array_equal(zarr_array(store, "unallocated"), 42)
