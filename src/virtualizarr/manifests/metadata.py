@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -9,8 +11,10 @@ from typing import Any
 import numpy as np
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec
 from zarr.codecs import BytesCodec
+from zarr.core.common import parse_shapelike
 from zarr.core.dtype import get_data_type_from_native_dtype
-from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.core.metadata.common import parse_attributes
+from zarr.core.metadata.v3 import ArrayV3Metadata, parse_dimension_names
 from zarr.registry import get_codec_class
 
 from virtualizarr.errors import InvalidManifestError
@@ -83,12 +87,22 @@ def create_v3_array_metadata(
     chunk_shape = tuple(int(c) for c in chunk_shape)
     if len(chunk_shape) != len(shape):
         raise InvalidManifestError(f"chunk shape {chunk_shape} does not match array shape {shape}.")
-    zdtype = get_data_type_from_native_dtype(dtype)
+    names = tuple(dimension_names) if dimension_names is not None else None
+    codecs = list(codecs or ())
+    key = _template_key(dtype, chunk_shape, fill_value, codecs)
+    template = _TEMPLATES.get(key) if key is not None else None
+    if template is not None:
+        # Same dtype, chunks, fill value and codecs as an array made before (every file of
+        # a collection repeats its variables): only shape, attributes and names differ.
+        return _replaced(
+            template, shape=shape, attributes=dict(attributes or {}), dimension_names=names
+        )
+    zdtype = _zdtype(dtype) if _cacheable(dtype) else get_data_type_from_native_dtype(dtype)
     if fill_value is None:
         fill_value = zdtype.default_scalar()
     elif isinstance(fill_value, np.ndarray):
         fill_value = fill_value.reshape(()).item() if fill_value.size == 1 else fill_value
-    return ArrayV3Metadata(
+    meta = ArrayV3Metadata(
         shape=shape,
         data_type=zdtype,
         chunk_grid={"name": "regular", "configuration": {"chunk_shape": chunk_shape}},
@@ -96,8 +110,99 @@ def create_v3_array_metadata(
         fill_value=fill_value,
         codecs=parse_codecs(codecs, dtype),
         attributes=dict(attributes or {}),
-        dimension_names=tuple(dimension_names) if dimension_names is not None else None,
+        dimension_names=names,
     )
+    if key is not None:
+        if len(_TEMPLATES) >= _TEMPLATE_CACHE_SIZE:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = meta
+    return meta
+
+
+# -- construction shortcuts: zarr parses and validates every field of ArrayV3Metadata, which
+# costs ~150 us per array (~1 ms per file), most of it looking up the dtype and evolving
+# the codecs. Both depend only on the dtype, chunk grid and codecs, not on the shape.
+
+_TEMPLATE_CACHE_SIZE = 1024
+_TEMPLATES: dict[tuple[Any, ...], ArrayV3Metadata] = {}
+
+
+def _cacheable(dtype: np.dtype) -> bool:
+    # dtypes that differ only in metadata (h5py's vlen-string object dtype) compare and
+    # hash equal, but zarr maps them differently
+    return dtype.metadata is None and not dtype.hasobject
+
+
+@functools.lru_cache(maxsize=512)
+def _zdtype(dtype: np.dtype) -> Any:
+    return get_data_type_from_native_dtype(dtype)
+
+
+def _template_key(
+    dtype: np.dtype, chunk_shape: tuple[int, ...], fill_value: Any, codecs: list[Any]
+) -> tuple[Any, ...] | None:
+    """A key that equal metadata templates share, or None when none can be made safely."""
+    if not _cacheable(dtype):
+        return None
+    if fill_value is not None and not (
+        isinstance(fill_value, (bool, int, float, str, bytes))
+        or (isinstance(fill_value, np.generic) and fill_value.dtype.kind in "biufcmMSU")
+    ):
+        return None  # arrays and records: repr may abbreviate them
+    try:
+        spelled = json.dumps(
+            [c if isinstance(c, dict) else c.to_dict() for c in codecs], sort_keys=True
+        )
+    except (TypeError, ValueError, AttributeError):
+        return None
+    fill = None if fill_value is None else (type(fill_value).__name__, repr(fill_value))
+    return (dtype, chunk_shape, fill, spelled)
+
+
+def _replaced(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
+    """``metadata`` with ``shape``/``attributes``/``dimension_names`` replaced, without
+    re-evolving its codecs (which depend on the dtype and number of dimensions only).
+    zarr's own final checks still run."""
+    if not hasattr(metadata, "__dict__"):  # a zarr whose metadata has another layout
+        return _rebuilt(metadata, changes)
+    new = object.__new__(ArrayV3Metadata)
+    fields = dict(metadata.__dict__)
+    fields.pop("_stored_document", None)  # describes the document the original was read from
+    new.__dict__.update(fields)
+    if "shape" in changes:
+        object.__setattr__(new, "shape", parse_shapelike(changes["shape"]))
+    if "attributes" in changes:
+        object.__setattr__(new, "attributes", parse_attributes(changes["attributes"]))
+    if "dimension_names" in changes:
+        names = parse_dimension_names(changes["dimension_names"])
+        object.__setattr__(new, "dimension_names", names)
+    new._validate_metadata()
+    return new
+
+
+def _rebuilt(metadata: ArrayV3Metadata, changes: dict[str, Any]) -> ArrayV3Metadata:
+    """A new ArrayV3Metadata (fully parsed by zarr) from ``metadata`` and ``changes``."""
+    d = {
+        "shape": metadata.shape,
+        "data_type": metadata.data_type,
+        "chunk_grid": {
+            "name": "regular",
+            "configuration": {"chunk_shape": chunk_shape_of(metadata)},
+        },
+        "chunk_key_encoding": metadata.chunk_key_encoding,
+        "fill_value": metadata.fill_value,
+        "codecs": metadata.codecs,
+        "attributes": metadata.attributes,
+        "dimension_names": metadata.dimension_names,
+    }
+    changes = dict(changes)
+    if "chunk_shape" in changes:
+        d["chunk_grid"] = {
+            "name": "regular",
+            "configuration": {"chunk_shape": tuple(changes.pop("chunk_shape"))},
+        }
+    d.update(changes)
+    return ArrayV3Metadata(**d)
 
 
 def chunk_shape_of(metadata: ArrayV3Metadata) -> tuple[int, ...]:
@@ -110,24 +215,16 @@ def chunk_shape_of(metadata: ArrayV3Metadata) -> tuple[int, ...]:
 
 
 def with_metadata(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
-    """A copy of ``metadata`` with some fields replaced (``shape``, ``chunk_shape``, ...)."""
-    d = {
-        "shape": metadata.shape,
-        "data_type": metadata.data_type,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk_shape_of(metadata)}},
-        "chunk_key_encoding": metadata.chunk_key_encoding,
-        "fill_value": metadata.fill_value,
-        "codecs": metadata.codecs,
-        "attributes": metadata.attributes,
-        "dimension_names": metadata.dimension_names,
-    }
-    if "chunk_shape" in changes:
-        d["chunk_grid"] = {
-            "name": "regular",
-            "configuration": {"chunk_shape": tuple(changes.pop("chunk_shape"))},
-        }
-    d.update(changes)
-    return ArrayV3Metadata(**d)
+    """A copy of ``metadata`` with some fields replaced (``shape``, ``chunk_shape``, ...).
+
+    >>> m = create_v3_array_metadata(shape=(4,), data_type="<f4", chunk_shape=(2,))
+    >>> with_metadata(m, shape=(8,), dimension_names=["x"]).shape
+    (8,)
+    """
+    same_ndim = len(changes.get("shape", metadata.shape)) == len(metadata.shape)
+    if set(changes) <= {"shape", "attributes", "dimension_names"} and same_ndim:
+        return _replaced(metadata, **changes)
+    return _rebuilt(metadata, changes)
 
 
 def fill_values_equal(a: Any, b: Any) -> bool:
