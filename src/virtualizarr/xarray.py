@@ -281,7 +281,8 @@ def _inline_array(name: str, var: xr.Variable) -> ManifestArray:
     encoded = xr.conventions.encode_cf_variable(
         var.variable if hasattr(var, "variable") else var, name=name
     )
-    values = np.ascontiguousarray(np.asarray(encoded.values))
+    # ascontiguousarray makes 0-d arrays 1-d: keep the variable's shape
+    values = np.ascontiguousarray(np.asarray(encoded.values)).reshape(encoded.shape)
     if values.dtype.kind in "OU":
         raise TypeError(
             f"Variable {name!r} holds {values.dtype} values, which cannot be stored as an inlined "
