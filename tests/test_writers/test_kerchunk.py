@@ -481,3 +481,74 @@ def test_json_for_140k_references_is_fast(tmp_path: Path) -> None:
     ]
     assert elapsed < 1.0, f"{elapsed:.2f} s (target 0.3 s, benchmarks/kerchunk_write.py)"
     assert os.path.getsize(out) > 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_scalar_empty_and_time_variables(tmp_path: Path, fmt: str) -> None:
+    from virtualizarr.parsers.kerchunk import KerchunkJSONParser, KerchunkParquetParser
+
+    scalar = virtual_array(tmp_path / "s.bin", np.array(3.5), (), dimension_names=())
+    empty = virtual_array(tmp_path / "e.bin", np.zeros((0, 3)), (1, 3), dimension_names=("n", "m"))
+    when = np.array(["2000-01-01", "2000-01-02T06"], dtype="M8[ns]")
+    ds = xr.Dataset(
+        {
+            "s": ((), scalar),
+            "e": (("n", "m"), empty),
+            "ls": ((), np.int16(7)),
+            "when": (("k",), when),
+        }
+    )
+    out = tmp_path / f"r.{fmt}"
+    to_kerchunk(ds, out, format=fmt)
+    parser = KerchunkJSONParser() if fmt == "json" else KerchunkParquetParser()
+    for got in (
+        open_refs(out),
+        xr.open_zarr(parser(str(out), ObjectStoreRegistry()), zarr_format=3),
+    ):
+        assert float(got.s) == 3.5
+        assert got.e.shape == (0, 3)
+        assert int(got.ls) == 7
+        np.testing.assert_array_equal(got.when.values, when)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"filepath": "x.json"}, "format='json'"),
+        ({"format": "json"}, "pass filepath"),
+        ({"format": "yaml", "filepath": "x"}, "'yaml'"),
+        ({"format": "parquet", "filepath": "x", "record_size": 0}, "record_size"),
+    ],
+    ids=["dict-with-path", "json-without-path", "unknown-format", "record-size"],
+)
+def test_bad_options(tmp_path: Path, kwargs: dict, match: str) -> None:
+    arr = virtual_array(tmp_path / "a.bin", np.arange(4.0), (2,), dimension_names=("x",))
+    with pytest.raises(WriterError, match=match):
+        to_kerchunk(xr.Dataset({"a": (("x",), arr)}), **kwargs)
+    assert list(tmp_path.iterdir()) == [tmp_path / "a.bin"]
+
+
+def test_array_filter_output_byte_order(tmp_path: Path) -> None:
+    """delta stores big-endian int16 differences of little-endian int32 values."""
+    from numcodecs import Delta
+    from zarr.codecs import BytesCodec
+
+    data = np.array([100, 90, 95, 1000, -5, 7], dtype="<i4")
+    delta = Delta(dtype="<i4", astype=">i2")
+    (tmp_path / "d.bin").write_bytes(delta.encode(data).tobytes())
+    meta = create_v3_array_metadata(
+        shape=(6,), data_type="<i4", chunk_shape=(6,), dimension_names=("x",),
+        codecs=[{"name": "numcodecs.delta", "configuration": {"dtype": "<i4", "astype": ">i2"}},
+                BytesCodec(endian="big")],
+    )  # fmt: skip
+    m = ChunkManifest({"0": {"path": str(tmp_path / "d.bin"), "offset": 0, "length": 12}})
+    ds = xr.Dataset({"d": (("x",), ManifestArray(meta, m))})
+    zarray = json.loads(to_kerchunk(ds)["refs"]["d/.zarray"])
+    assert zarray["dtype"] == "<i4"
+    assert zarray["filters"] == [{"id": "delta", "dtype": "<i4", "astype": ">i2"}]
+    to_kerchunk(ds, tmp_path / "d.json", format="json")
+    np.testing.assert_array_equal(open_refs(tmp_path / "d.json").d.values, data)
+    from virtualizarr.parsers.kerchunk import KerchunkJSONParser
+
+    back = KerchunkJSONParser()(str(tmp_path / "d.json"), ObjectStoreRegistry())
+    np.testing.assert_array_equal(xr.open_zarr(back, zarr_format=3).d.values, data)

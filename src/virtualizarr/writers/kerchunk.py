@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from virtualizarr.codecs.convert import v3_codecs_to_v2
+from virtualizarr.codecs.convert import V2Encoding, v3_codecs_to_v2
 from virtualizarr.errors import CodecNotSupportedError, WriterError
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
@@ -195,10 +195,18 @@ def _v2_fill(path: str, arr: ManifestArray, attrs: dict[str, Any], dtype: np.dty
 # -- Zarr v3 -> v2 -------------------------------------------------------------------------
 
 
-def _v2_dtype(path: str, arr: ManifestArray, endian: str | None) -> tuple[Any, np.dtype]:
+def _v2_dtype(arr: ManifestArray, enc: V2Encoding) -> tuple[Any, np.dtype]:
+    """The v2 dtype, whose byte order is that of the values the pipeline decodes to."""
     dtype = arr.metadata.dtype.to_native_dtype()
     if dtype.kind in "TO":
         return "|O", dtype
+    endian = enc.endian
+    first = (enc.filters or [{}])[0]
+    decoded = first.get("decode_dtype", first.get("dtype"))  # an array filter's output
+    if decoded is not None:
+        # zarr views the filters' output as the v2 dtype: the byte orders must agree
+        d = np.dtype(decoded)
+        endian = {"<": "little", ">": "big"}.get(d.str[0], endian) if d.itemsize > 1 else endian
     if (
         endian is not None
         and dtype.itemsize > 1
@@ -218,7 +226,7 @@ def v2_array(path: str, arr: ManifestArray) -> V2Array:
         enc = v3_codecs_to_v2(meta.codecs, ndim=arr.ndim)
     except CodecNotSupportedError as e:
         raise CodecNotSupportedError(f"Variable {path!r} cannot be written as kerchunk: {e}") from e
-    dtype_json, dtype = _v2_dtype(path, arr, enc.endian)
+    dtype_json, dtype = _v2_dtype(arr, enc)
     attrs = {k: v for k, v in meta.attributes.items() if k != "_ARRAY_DIMENSIONS"}
     fill = _fill_to_json(_v2_fill(path, arr, attrs, dtype), dtype)
     zarray = {
@@ -450,6 +458,7 @@ def to_kerchunk(
     >>> # xr.open_dataset("reference://", engine="zarr", backend_kwargs={"consolidated": False,
     >>> #                 "storage_options": {"fo": "refs.json"}})
     """
+    _check_options(filepath, format, record_size)
     group = ds if isinstance(ds, ManifestGroup) else _group_of(ds)
     items = v2_arrays(group, registry=registry, inline_threshold=inline_threshold)
     if format == "dict":
@@ -457,19 +466,28 @@ def to_kerchunk(
         for item in items:
             refs.update(dict_entries(item) if isinstance(item, V2Array) else _group_entries(*item))
         return {"version": 1, "refs": refs}
-    if filepath is None:
-        raise WriterError(f"format={format!r} writes a file: pass filepath=.")
+    assert filepath is not None
     if format == "json":
         _write_json(items, filepath, registry)
-    elif format == "parquet":
+    else:
         from virtualizarr.writers.kerchunk_parquet import write_parquet
 
-        if not isinstance(record_size, int) or record_size < 1:
-            raise WriterError(f"record_size must be a positive integer, got {record_size!r}.")
         write_parquet(items, filepath, registry, record_size, categorical_threshold)
-    else:
-        raise WriterError(f"format must be 'dict', 'json' or 'parquet', got {format!r}.")
     return None
+
+
+def _check_options(filepath: Any, format: str, record_size: int) -> None:
+    if format not in ("dict", "json", "parquet"):
+        raise WriterError(f"format must be 'dict', 'json' or 'parquet', got {format!r}.")
+    if format == "dict" and filepath is not None:
+        raise WriterError(
+            f"format='dict' returns the references and writes nothing; to write {filepath} "
+            "pass format='json' or format='parquet'."
+        )
+    if format != "dict" and filepath is None:
+        raise WriterError(f"format={format!r} writes a file: pass filepath=.")
+    if format == "parquet" and (not isinstance(record_size, int) or record_size < 1):
+        raise WriterError(f"record_size must be a positive integer, got {record_size!r}.")
 
 
 def _group_of(ds: xr.Dataset) -> ManifestGroup:

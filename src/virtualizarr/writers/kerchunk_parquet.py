@@ -182,8 +182,12 @@ def _swap_in(tmp: str, path: str) -> None:
 def _write_remote(
     parts: Iterator[tuple[str, bytes]], url: str, registry: ObjectStoreRegistry | None
 ) -> None:
-    """Object stores cannot rename a prefix: stage everything under a temporary prefix,
-    then copy it into place (``.zmetadata`` last) and drop any stale objects."""
+    """Object stores cannot rename a prefix: stage everything under a temporary prefix, then
+    copy it into place (``.zmetadata`` last) and drop stale objects.
+
+    A failure while staging leaves the previous references untouched; only the final copy
+    (server-side, one request per file) can interleave old and new files.
+    """
     import obstore
 
     from virtualizarr.registry import ObjectStoreRegistry
@@ -198,7 +202,7 @@ def _write_remote(
             put_object(f"{staging}/{rel}", data, registry)
             written.append(rel)
         old = [o["path"] for batch in obstore.list(store, prefix=final_key + "/") for o in batch]
-        for rel in written:  # .zmetadata is last, so readers never see a partial set
+        for rel in written:  # .zmetadata last: a new set is announced once its files exist
             obstore.copy(store, f"{stage_key}/{rel}", f"{final_key}/{rel}")
         stale = set(old) - {f"{final_key}/{rel}" for rel in written}
         if stale:
