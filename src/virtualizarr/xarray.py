@@ -70,46 +70,37 @@ def _dims_of(name: str, arr: ManifestArray) -> tuple[str, ...]:
 
 
 def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
-    """Values of several arrays of ``store`` in one event-loop round trip (no zarr.json reads)."""
-    import asyncio
+    """Values of several arrays of ``store``, read together (no zarr.json reads)."""
+    from virtualizarr.manifests.values import read_arrays
 
-    from zarr.core.array import AsyncArray
-    from zarr.core.sync import sync
-    from zarr.storage import StorePath
-
-    async def read_all() -> list[Any]:
-        arrays = [AsyncArray(store.group.arrays[n].metadata, StorePath(store, n)) for n in names]
-        return list(await asyncio.gather(*(a.getitem(...) for a in arrays)))
-
-    return sync(read_all())
+    return read_arrays(store, names)
 
 
 def _load_variables(
     group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str], decode_times: bool | None
-) -> xr.Dataset:
+) -> dict[str, xr.Variable]:
     """Read ``names`` through a ManifestStore and CF-decode them as xr.open_dataset would."""
     if not names:
-        return xr.Dataset()
+        return {}
     store = ManifestStore(
         ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
     )
-    raw = xr.Dataset(
-        {
-            n: xr.Variable(
-                _dims_of(n, group.arrays[n]),
-                values,
-                attrs=dict(group.arrays[n].metadata.attributes),
-            )
-            for n, values in zip(names, _read_arrays(store, names))
-        }
-    )
-    # None means "xarray's default", which for decode_cf is spelled True
-    return xr.decode_cf(
+    raw = {
+        n: xr.Variable(
+            _dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
+        )
+        for n, values in zip(names, _read_arrays(store, names))
+    }
+    # What xr.decode_cf does, without building (and indexing) a Dataset around it.
+    # None means "xarray's default", which for decode_times is spelled True.
+    decoded, _, _ = xr.conventions.decode_cf_variables(
         raw,
+        {},
         decode_times=True if decode_times is None else decode_times,
         decode_timedelta=decode_times,
         mask_and_scale=True,
     )
+    return decoded
 
 
 def dataset_from_store(
@@ -141,7 +132,7 @@ def dataset_from_store(
     coord_names: set[str] = set()
     for name, arr in arrays.items():
         if name in load:
-            var = loaded.variables[name]
+            var = loaded[name]
         else:
             attrs = {k: v for k, v in arr.metadata.attributes.items() if k != "_ARRAY_DIMENSIONS"}
             encoding = {}

@@ -1,0 +1,134 @@
+"""Read whole (small) arrays of a ManifestStore into numpy, without zarr's async machinery.
+
+Opening a file loads its 1-D coordinates, which are a few small chunks. Through zarr's
+``AsyncArray`` that costs more than parsing the file's metadata (a codec pipeline per
+array, an event-loop round trip, a thread hop per codec per chunk). Here the chunk bytes
+come in one call (``pread`` for local files, one batched object-store request per file
+otherwise) and are decoded synchronously with the array's own zarr codecs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from virtualizarr.manifests.metadata import chunk_shape_of
+
+if TYPE_CHECKING:
+    from virtualizarr.store import ManifestStore
+
+__all__ = ["read_arrays"]
+
+_MAX_CHUNKS = 1024
+"""Arrays with more chunks go through zarr (its concurrency pays off there)."""
+
+
+def read_arrays(store: ManifestStore, names: list[str]) -> list[np.ndarray]:
+    """The values of the arrays ``names`` (paths in ``store``), as zarr would read them.
+
+    >>> # time, lat = read_arrays(store, ["time", "lat"])
+    """
+    plans = [_plan(store, n) for n in names]
+    todo = [n for n, p in zip(names, plans) if p is None]
+    via_zarr = dict(zip(todo, _read_with_zarr(store, todo))) if todo else {}
+    keys = [k for p in plans if p is not None for k in p[1]]
+    direct = [n for n, p in zip(names, plans) if p is not None]
+    raw = iter(_fetch(store, direct, keys))
+    out = []
+    for name, plan in zip(names, plans):
+        if plan is None:
+            values = np.asarray(via_zarr[name])
+            out.append(values.astype(_native_order(values.dtype), copy=False))
+        else:
+            out.append(_assemble(store, name, plan, [next(raw) for _ in plan[1]]))
+    return out
+
+
+def _plan(store: ManifestStore, name: str) -> tuple[Any, list[str], list[tuple[int, ...]]] | None:
+    """(sync codec chain, chunk keys, grid indices), or None to read ``name`` through zarr."""
+    try:
+        from zarr.core.chunk_utils import ChunkTransform
+    except ImportError:  # a zarr without synchronous codecs
+        return None
+    arr = store.group[name]
+    meta = arr.metadata
+    grid = arr.manifest.shape_chunk_grid
+    if int(np.prod(grid, dtype=np.int64)) > _MAX_CHUNKS:
+        return None
+    try:
+        transform = ChunkTransform(codecs=tuple(meta.codecs))
+    except TypeError:  # a codec that only decodes asynchronously
+        return None
+    indices = list(itertools.product(*map(range, grid)))
+    enc = meta.chunk_key_encoding
+    keys = [f"{name}/{enc.encode_chunk_key(idx)}" for idx in indices]
+    return transform, keys, indices
+
+
+def _fetch(store: ManifestStore, names: list[str], keys: list[str]) -> list[Any]:
+    """Chunk bytes (None for missing chunks) with no event loop when every file is local."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    if not keys:
+        return []
+    proto = default_buffer_prototype()
+    tables = (store.group[n].manifest.table for n in names)
+    urls = {t for table in tables for t in table if isinstance(t, str)}
+    if all(store.registry.local_path(u) is not None for u in urls):
+        return [store.get_sync(k, prototype=proto) for k in keys]
+    from zarr.core.sync import sync
+
+    return sync(store.get_partial_values(proto, [(k, None) for k in keys]))
+
+
+def _assemble(
+    store: ManifestStore,
+    name: str,
+    plan: tuple[Any, list[str], list[tuple[int, ...]]],
+    raw: list[Any],
+) -> np.ndarray:
+    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+
+    transform, _, indices = plan
+    meta = store.group[name].metadata
+    chunks = chunk_shape_of(meta)
+    shape = tuple(meta.shape)
+    spec = ArraySpec(
+        shape=chunks,
+        dtype=meta.data_type,
+        fill_value=meta.fill_value,
+        config=ArrayConfig.from_dict({}),
+        prototype=default_buffer_prototype(),
+    )
+    out = np.empty(shape, dtype=_native_order(meta.data_type.to_native_dtype()))
+    for idx, data in zip(indices, raw):
+        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, shape))
+        if data is None:  # never written: the fill value, as zarr reads it
+            out[region] = meta.fill_value
+            continue
+        block = transform.decode_chunk(data, spec).as_numpy_array()
+        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+    return out
+
+
+def _native_order(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in native byte order, as zarr returns values read from a store."""
+    return dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype
+
+
+def _read_with_zarr(store: ManifestStore, names: list[str]) -> list[Any]:
+    """Values through zarr's AsyncArray, all arrays in one event-loop round trip."""
+    import asyncio
+
+    from zarr.core.array import AsyncArray
+    from zarr.core.sync import sync
+    from zarr.storage import StorePath
+
+    async def read_all() -> list[Any]:
+        arrays = [AsyncArray(store.group[n].metadata, StorePath(store, n)) for n in names]
+        return list(await asyncio.gather(*(a.getitem(...) for a in arrays)))
+
+    return sync(read_all())
