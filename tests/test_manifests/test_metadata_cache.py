@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from virtualizarr.manifests.metadata import _rebuilt, create_v3_array_metadata, with_metadata
+from virtualizarr.manifests.metadata import (
+    _rebuilt,
+    create_v3_array_metadata,
+    metadata_from_dict,
+    with_metadata,
+)
 
 ZLIB = [
     {"name": "numcodecs.shuffle", "configuration": {"elementsize": 4}},
@@ -114,3 +119,54 @@ def test_object_dtypes_go_to_zarr_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="from object failed"):
             create_v3_array_metadata(shape=(2,), data_type=vlen, chunk_shape=(2,))
+
+
+def test_metadata_from_dict_matches_zarr() -> None:
+    base = create_v3_array_metadata(
+        shape=(24, 180),
+        data_type=">f4",
+        chunk_shape=(1, 90),
+        fill_value=np.float32("nan"),
+        codecs=ZLIB,
+        attributes={"units": "K"},
+        dimension_names=["t", "y"],
+    ).to_dict()
+    docs = [
+        base,
+        {**base, "shape": [48, 180], "attributes": {"units": "C", "n": [1, 2]}},
+        {**base, "dimension_names": ["a", "b"]},
+        {**{k: v for k, v in base.items() if k != "dimension_names"}, "shape": [1, 1]},
+        {
+            **base,
+            "shape": [4],
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
+            "dimension_names": ["z"],
+        },
+    ]
+    for doc in docs * 2:  # the second pass reuses the templates
+        got = metadata_from_dict(doc)
+        assert got.to_dict() == ArrayV3Metadata.from_dict(doc).to_dict()
+
+
+def test_pickled_arrays_round_trip() -> None:
+    import pickle
+
+    from virtualizarr.manifests import ChunkManifest, ManifestArray
+
+    meta = create_v3_array_metadata(
+        shape=(4, 6),
+        data_type="<i2",
+        chunk_shape=(2, 3),
+        codecs=ZLIB[1:],
+        dimension_names=["y", "x"],
+    )
+    manifest = ChunkManifest.from_arrays(
+        paths=np.full((2, 2), "s3://b/f.nc"),
+        offsets=np.arange(4).reshape(2, 2),
+        lengths=np.ones((2, 2)),
+    )
+    arr = ManifestArray(meta, manifest)
+    for _ in range(2):
+        back = pickle.loads(pickle.dumps(arr))
+        assert back.metadata.to_dict() == meta.to_dict()
+        assert back.manifest == manifest

@@ -10,7 +10,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from virtualizarr.errors import InvalidManifestError, NeedsValuesError
 from virtualizarr.manifests.manifest import ChunkManifest
-from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
+from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of, metadata_from_dict
 
 __all__ = ["ManifestArray"]
 
@@ -75,7 +75,9 @@ class ManifestArray(NDArrayOperatorsMixin):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(s) for s in self._metadata.shape)
+        # zarr parses the shape into a tuple of ints already; xarray asks for it thousands
+        # of times while combining
+        return self._metadata.shape
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -139,7 +141,7 @@ class ManifestArray(NDArrayOperatorsMixin):
         return {"metadata": self._metadata.to_dict(), "manifest": self._manifest}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._metadata = ArrayV3Metadata.from_dict(state["metadata"])
+        self._metadata = metadata_from_dict(state["metadata"])
         self._manifest = state["manifest"]
 
     # -- numpy protocols ---------------------------------------------------------------------
@@ -205,12 +207,16 @@ class ManifestArray(NDArrayOperatorsMixin):
     def astype(self, dtype: Any, /, *, copy: bool = True, **kwargs: Any) -> ManifestArray:
         if np.dtype(dtype) == self.dtype:
             return self
-        raise NeedsValuesError(f"Casting {self!r} to {dtype} needs its values. {_NEEDS_VALUES_HINT}")
+        raise NeedsValuesError(
+            f"Casting {self!r} to {dtype} needs its values. {_NEEDS_VALUES_HINT}"
+        )
 
     def transpose(self, *axes: Any) -> ManifestArray:
         from virtualizarr.manifests.array_api import transpose
 
-        return transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes or None)
+        return transpose(
+            self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes or None
+        )
 
     @property
     def T(self) -> ManifestArray:

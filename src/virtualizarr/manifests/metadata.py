@@ -180,6 +180,40 @@ def _replaced(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:
     return new
 
 
+_DOC_TEMPLATES: dict[str, ArrayV3Metadata] = {}
+_PER_ARRAY_KEYS = ("shape", "attributes", "dimension_names")
+
+
+def metadata_from_dict(doc: dict[str, Any]) -> ArrayV3Metadata:
+    """``ArrayV3Metadata.from_dict``, parsing each distinct document once up to its
+    shape, attributes and dimension names (unpickling a dataset per file repeats them).
+
+    >>> m = create_v3_array_metadata(shape=(4,), data_type="<f4", chunk_shape=(2,))
+    >>> metadata_from_dict({**m.to_dict(), "shape": (6,)}).shape
+    (6,)
+    """
+    rest = {k: v for k, v in doc.items() if k not in _PER_ARRAY_KEYS}
+    try:
+        key = json.dumps(rest, sort_keys=True)
+    except (TypeError, ValueError):
+        return ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+    template = _DOC_TEMPLATES.get(key)
+    if template is None:
+        meta = ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+        if len(_DOC_TEMPLATES) >= _TEMPLATE_CACHE_SIZE:
+            _DOC_TEMPLATES.clear()
+        _DOC_TEMPLATES[key] = meta
+        return meta
+    if len(doc["shape"]) != len(template.shape):
+        return ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+    return _replaced(
+        template,
+        shape=doc["shape"],
+        attributes=doc.get("attributes"),
+        dimension_names=doc.get("dimension_names"),
+    )
+
+
 def _rebuilt(metadata: ArrayV3Metadata, changes: dict[str, Any]) -> ArrayV3Metadata:
     """A new ArrayV3Metadata (fully parsed by zarr) from ``metadata`` and ``changes``."""
     d = {
