@@ -59,13 +59,14 @@ def _sniff_bytes(head: bytes, url: str) -> str | None:
         return "TIFFParser"
     if head.startswith(b"SIMPLE  ="):
         return "FITSParser"
-    if b"GRIB" in head[:1024]:
-        return "GRIBParser"
+    # text formats first: their attributes may mention "GRIB" (GRIB_id, GRIB_name...)
     stripped = head.lstrip()
     if stripped.startswith(b"<") and b"dmrpp" in head.lower():
         return "DMRPPParser"
     if stripped.startswith(b"{"):
         return "KerchunkJSONParser"
+    if b"GRIB" in head[:1024]:
+        return "GRIBParser"
     return None
 
 
