@@ -110,6 +110,7 @@ def test_open_virtual_dataset_detects_both_layouts(nc_file: Path, tmp_path: Path
     from virtualizarr.xarray import open_virtual_dataset
 
     ds = hdf5_virtual_dataset(nc_file, loadable=("time",))
+    ds.attrs["GRIB_name"] = "TMP"  # "GRIB" in the first KiB must not look like a GRIB file
     for fmt in ("json", "parquet"):
         to_kerchunk(ds, tmp_path / f"r.{fmt}", format=fmt)
         vds = open_virtual_dataset(str(tmp_path / f"r.{fmt}"), loadable_variables=["time"])
@@ -119,6 +120,21 @@ def test_open_virtual_dataset_detects_both_layouts(nc_file: Path, tmp_path: Path
         assert_same_values(
             read(KerchunkJSONParser()(str(again), REG)), xr.open_dataset(nc_file).load()
         )
+
+
+def test_old_references_rewritten_to_icechunk(nc_file: Path, tmp_path: Path) -> None:  # noqa: F811
+    pytest.importorskip("icechunk")
+    from virtualizarr.writers.icechunk import open_icechunk
+    from virtualizarr.xarray import open_virtual_dataset
+
+    to_kerchunk(
+        hdf5_virtual_dataset(nc_file, loadable=("time",)), tmp_path / "old.json", format="json"
+    )
+    old = open_virtual_dataset(str(tmp_path / "old.json"), loadable_variables=["time"])
+    old.vz.to_icechunk(str(tmp_path / "repo"))
+    assert_same_values(
+        open_icechunk(str(tmp_path / "repo")).load(), xr.open_dataset(nc_file).load()
+    )
 
 
 # -- kerchunk's own references -----------------------------------------------------------------
