@@ -355,3 +355,22 @@ def test_errors_name_variable(tmp_path: Path) -> None:
     }
     with pytest.raises(ParserError, match="negative"):
         KerchunkJSONParser()(write_json(tmp_path / "n.json", neg), REG)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["/x", "a", 4], [None, 0, 4], ["/x", 0], 7, "base64:!!!"],
+    ids=["text-offset", "null-url", "two-items", "number", "bad-base64"],
+)
+def test_malformed_reference_values(tmp_path: Path, value: object) -> None:
+    refs = {
+        ".zgroup": '{"zarr_format":2}',
+        "v/.zarray": zarray([4], [4]),
+        "v/.zattrs": dims("x"),
+        "v/0": value,
+    }
+    with pytest.raises(ParserError, match=r"v/0"):
+        KerchunkJSONParser()(write_json(tmp_path / "m.json", refs), REG)
+    bad_meta = {".zgroup": '{"zarr_format":2}', "v/.zarray": "{not json", "v/.zattrs": dims("x")}
+    with pytest.raises(ParserError, match=r"v/\.zarray is not valid JSON"):
+        KerchunkJSONParser()(write_json(tmp_path / "b.json", bad_meta), REG)

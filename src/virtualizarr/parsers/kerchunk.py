@@ -129,12 +129,15 @@ def _read_object(url: str, registry: ObjectStoreRegistry) -> bytes:
 
 def _doc(value: Any, url: str, key: str) -> dict[str, Any]:
     """A metadata document given as a dict or as JSON text."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        if value.startswith("base64:"):
-            value = base64.b64decode(value[7:]).decode()
-        value = json.loads(value)
+    try:
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str):
+            if value.startswith("base64:"):
+                value = base64.b64decode(value[7:]).decode()
+            value = json.loads(value)
+    except ValueError as e:  # UnicodeDecodeError, binascii.Error and JSONDecodeError included
+        raise ParserError(f"{url}: {key} is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise ParserError(f"{url}: {key} is not a JSON object: {value!r:.80}")
     return value
@@ -239,7 +242,9 @@ class _Columns:
 
 def _inline_bytes(value: str | bytes) -> bytes:
     if isinstance(value, str):
-        return base64.b64decode(value[7:]) if value.startswith("base64:") else value.encode()
+        if value.startswith("base64:"):  # strict: a stray character must not drop bytes silently
+            return base64.b64decode("".join(value[7:].split()), validate=True)
+        return value.encode()
     return bytes(value)
 
 
@@ -274,15 +279,21 @@ class _JSONChunks:
         whole = np.zeros(len(vals), dtype=bool)
         inline: dict[int, bytes] = {}
         for i, v in enumerate(vals):
-            if type(v) is list and len(v) == 3:
-                ids[i] = table.setdefault(v[0], len(table))
-                offsets[i], lengths[i] = v[1], v[2]
-            elif isinstance(v, (str, bytes)):
-                inline[int(pos[i])] = _inline_bytes(v)
-            elif type(v) is list and len(v) == 1:
-                ids[i], whole[i] = table.setdefault(v[0], len(table)), True
-            else:
-                raise ParserError(f"chunk {path}/{keys[i]}: {v!r:.80} is not a kerchunk reference.")
+            try:
+                if type(v) is list and len(v) in (1, 3) and isinstance(v[0], str):
+                    ids[i] = table.setdefault(v[0], len(table))
+                    if len(v) == 3:
+                        offsets[i], lengths[i] = int(v[1]), int(v[2])
+                    else:
+                        whole[i] = True
+                elif isinstance(v, (str, bytes)):
+                    inline[int(pos[i])] = _inline_bytes(v)
+                else:
+                    raise TypeError("expected [url, offset, length], [url], text or 'base64:...'")
+            except (TypeError, ValueError) as e:  # binascii.Error is a ValueError
+                raise ParserError(
+                    f"chunk {path}/{keys[i]}: {v!r:.80} is not a kerchunk reference: {e}"
+                ) from e
         return _Columns(pos, list(table), ids, offsets, lengths, whole, inline)
 
 
