@@ -533,7 +533,7 @@ def test_scalar_empty_and_time_variables(tmp_path: Path, fmt: str) -> None:
     parser = KerchunkJSONParser() if fmt == "json" else KerchunkParquetParser()
     for got in (
         open_refs(out),
-        xr.open_zarr(parser(str(out), ObjectStoreRegistry()), zarr_format=3),
+        xr.open_zarr(parser(str(out), ObjectStoreRegistry()), zarr_format=3, consolidated=False),
     ):
         assert float(got.s) == 3.5
         assert got.e.shape == (0, 3)
@@ -581,4 +581,6 @@ def test_array_filter_output_byte_order(tmp_path: Path) -> None:
     from virtualizarr.parsers.kerchunk import KerchunkJSONParser
 
     back = KerchunkJSONParser()(str(tmp_path / "d.json"), ObjectStoreRegistry())
-    np.testing.assert_array_equal(xr.open_zarr(back, zarr_format=3).d.values, data)
+    np.testing.assert_array_equal(
+        xr.open_zarr(back, zarr_format=3, consolidated=False).d.values, data
+    )
