@@ -34,17 +34,29 @@ class RawParser:
             shape, chunk = tuple(v["shape"]), tuple(v["chunk"])
             grid = tuple(-(-s // c) for s, c in zip(shape, chunk))
             nbytes = int(np.prod(chunk)) * dtype.itemsize
-            offsets = v["offset"] + np.arange(int(np.prod(grid)), dtype=np.uint64).reshape(grid) * nbytes
-            manifest = ChunkManifest.from_arrays(paths=url, offsets=offsets, lengths=np.full(grid, nbytes))
+            offsets = (
+                v["offset"] + np.arange(int(np.prod(grid)), dtype=np.uint64).reshape(grid) * nbytes
+            )
+            manifest = ChunkManifest.from_arrays(
+                paths=url, offsets=offsets, lengths=np.full(grid, nbytes)
+            )
             meta = create_v3_array_metadata(
-                shape=shape, data_type=dtype, chunk_shape=chunk, attributes=v.get("attrs", {}),
-                dimension_names=v["dims"], fill_value=v.get("fill_value"),
+                shape=shape,
+                data_type=dtype,
+                chunk_shape=chunk,
+                attributes=v.get("attrs", {}),
+                dimension_names=v["dims"],
+                fill_value=v.get("fill_value"),
             )
             arrays[name] = ManifestArray(meta, manifest)
-        return ManifestStore(ManifestGroup(arrays=arrays, attributes=side.get("attrs", {})), registry=registry)
+        return ManifestStore(
+            ManifestGroup(arrays=arrays, attributes=side.get("attrs", {})), registry=registry
+        )
 
 
-def write_raw(path: Path, variables: dict[str, tuple], attrs: dict | None = None) -> dict[str, np.ndarray]:
+def write_raw(
+    path: Path, variables: dict[str, tuple], attrs: dict | None = None
+) -> dict[str, np.ndarray]:
     """variables: name -> (dims, values, chunk, attrs). Each chunk is stored full size, C order."""
     side: dict = {"vars": {}, "attrs": attrs or {}}
     out = {}
@@ -53,8 +65,12 @@ def write_raw(path: Path, variables: dict[str, tuple], attrs: dict | None = None
             values = np.asarray(values)
             grid = tuple(-(-s // c) for s, c in zip(values.shape, chunk))
             side["vars"][name] = {
-                "dims": dims, "dtype": values.dtype.str, "shape": values.shape, "chunk": chunk,
-                "offset": f.tell(), "attrs": vattrs,
+                "dims": dims,
+                "dtype": values.dtype.str,
+                "shape": values.shape,
+                "chunk": chunk,
+                "offset": f.tell(),
+                "attrs": vattrs,
             }
             for idx in np.ndindex(*grid):
                 block = np.zeros(chunk, dtype=values.dtype)
@@ -74,9 +90,24 @@ def sample(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     values = write_raw(
         path,
         {
-            "time": (["time"], np.arange(6, dtype="<i8"), (6,), {"units": "days since 2000-01-01", "calendar": "standard"}),
-            "lat": (["lat"], np.linspace(-10, 10, 5).astype(">f4"), (5,), {"units": "degrees_north"}),
-            "air": (["time", "lat"], rng.normal(size=(6, 5)).astype(">f8"), (2, 5), {"units": "K", "coordinates": "height"}),
+            "time": (
+                ["time"],
+                np.arange(6, dtype="<i8"),
+                (6,),
+                {"units": "days since 2000-01-01", "calendar": "standard"},
+            ),
+            "lat": (
+                ["lat"],
+                np.linspace(-10, 10, 5).astype(">f4"),
+                (5,),
+                {"units": "degrees_north"},
+            ),
+            "air": (
+                ["time", "lat"],
+                rng.normal(size=(6, 5)).astype(">f8"),
+                (2, 5),
+                {"units": "K", "coordinates": "height"},
+            ),
             "height": ([], np.array(2.0, dtype="<f4"), (), {}),
         },
         attrs={"title": "sample"},
@@ -109,7 +140,9 @@ def test_loadable_empty_keeps_everything_virtual(sample):
 
 def test_explicit_loadable_and_drop(sample):
     path, values = sample
-    ds = open_virtual_dataset(path, parser=RawParser(), loadable_variables=["air"], drop_variables=["height"])
+    ds = open_virtual_dataset(
+        path, parser=RawParser(), loadable_variables=["air"], drop_variables=["height"]
+    )
     assert "height" not in ds.variables
     np.testing.assert_array_equal(ds["air"].values, values["air"])
     assert isinstance(ds["time"].variable.data, ManifestArray)
@@ -141,18 +174,25 @@ def test_concat_virtual_datasets_and_read_back(tmp_path):
     for i in range(3):
         t = np.arange(4 * i, 4 * i + 4, dtype="<i8")
         air = rng.normal(size=(4, 3)).astype("<f4")
-        write_raw(tmp_path / f"f{i}.bin", {
-            "time": (["time"], t, (4,), {"units": "hours since 2000-01-01"}),
-            "air": (["time", "x"], air, (2, 3), {}),
-        })
+        write_raw(
+            tmp_path / f"f{i}.bin",
+            {
+                "time": (["time"], t, (4,), {"units": "hours since 2000-01-01"}),
+                "air": (["time", "x"], air, (2, 3), {}),
+            },
+        )
         parts.append(air)
         dss.append(open_virtual_dataset(tmp_path / f"f{i}.bin", parser=RawParser()))
-    combined = xr.combine_by_coords(dss[::-1], coords="minimal", compat="override", data_vars="minimal")
+    combined = xr.combine_by_coords(
+        dss[::-1], coords="minimal", compat="override", data_vars="minimal"
+    )
     assert combined["air"].shape == (12, 3)
     assert len(combined["air"].data.manifest.used_paths()) == 3
     back = xr.open_zarr(combined.vz.to_store(), consolidated=False, zarr_format=3)
     np.testing.assert_array_equal(back["air"].values, np.concatenate(parts))
-    assert pickle.loads(pickle.dumps(combined))["air"].data.manifest == combined["air"].data.manifest
+    assert (
+        pickle.loads(pickle.dumps(combined))["air"].data.manifest == combined["air"].data.manifest
+    )
 
 
 def test_rename_paths_and_nbytes(sample):
@@ -169,3 +209,12 @@ def test_unknown_format_lists_known_formats(tmp_path):
     p.write_bytes(b"\x00\x01nothing known here" * 10)
     with pytest.raises(virtualizarr.errors.UnknownFormatError, match="Known formats"):
         open_virtual_dataset(p)
+
+
+def test_loaded_string_coordinate_round_trips_through_the_store(sample):
+    path, values = sample
+    ds = open_virtual_dataset(path, parser=RawParser())
+    ds = ds.assign_coords(station=("lat", np.array(["a", "bé", "ccc", "", "d"], dtype=object)))
+    back = xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3).load()
+    assert list(back["station"].values) == ["a", "bé", "ccc", "", "d"]
+    np.testing.assert_array_equal(back["air"].values, values["air"])

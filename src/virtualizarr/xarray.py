@@ -274,12 +274,17 @@ def _inline_array(name: str, var: xr.Variable) -> ManifestArray:
     )
     # ascontiguousarray makes 0-d arrays 1-d: keep the variable's shape
     values = np.ascontiguousarray(np.asarray(encoded.values)).reshape(encoded.shape)
-    if values.dtype.kind in "OU":
-        raise TypeError(
-            f"Variable {name!r} holds {values.dtype} values, which cannot be stored as an inlined "
-            "chunk; drop it or convert it to fixed-width bytes."
-        )
     attrs = dict(encoded.attrs)
+    if values.dtype.kind in "OU":
+        # text as fixed-width UTF-8 bytes; xarray decodes it back to str through _Encoding
+        if values.dtype.kind == "O" and not all(isinstance(v, str) for v in values.ravel()):
+            raise TypeError(
+                f"Variable {name!r} holds Python objects other than str, which cannot be stored "
+                "as an inlined chunk; drop it or convert it to a numeric or string dtype."
+            )
+        values = np.char.encode(values.astype(str), "utf-8")
+        values = values.astype(f"S{max(values.dtype.itemsize, 1)}")
+        attrs["_Encoding"] = "utf-8"
     meta = create_v3_array_metadata(
         shape=values.shape,
         data_type=values.dtype,
