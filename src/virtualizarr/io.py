@@ -107,7 +107,7 @@ class ObstoreReader(io.RawIOBase):
 
 
 class LocalFileReader(ObstoreReader):
-    """An :class:`ObstoreReader` over a local file, filled by ``pread`` on one descriptor.
+    """An :class:`ObstoreReader` over a local file: ``pread`` on one descriptor.
 
     For ``file://`` URLs served by the registry's own ``LocalStore``: each object-store
     call costs ~100x a ``pread`` of the same block, and a parser makes one per seek.
@@ -135,6 +135,30 @@ class LocalFileReader(ObstoreReader):
 
     def _read_at(self, start: int, length: int) -> bytes:
         return read_local_ranges_fd(self._fd, [start], [length])[0]
+
+    # The OS page cache already buffers: each read is one pread, with no read-ahead copy.
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._size - self._pos
+        size = min(size, max(self._size - self._pos, 0))
+        if size <= 0:
+            return b""
+        data = read_local_ranges_fd(self._fd, [self._pos], [size])[0]
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        n = min(len(view), max(self._size - self._pos, 0))
+        got = 0
+        while got < n:  # straight into the caller's buffer
+            k = os.preadv(self._fd, [view[got:n]], self._pos + got)
+            if k == 0:
+                break
+            got += k
+        self._pos += got
+        return got
 
     def close(self) -> None:
         if self._fd >= 0:

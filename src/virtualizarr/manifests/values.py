@@ -13,6 +13,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from zarr.core.array_spec import ArrayConfig
 
 from virtualizarr.manifests.metadata import chunk_shape_of
 
@@ -36,13 +37,14 @@ def read_arrays(store: ManifestStore, names: list[str]) -> list[np.ndarray]:
     keys = [k for p in plans if p is not None for k in p[1]]
     direct = [n for n, p in zip(names, plans) if p is not None]
     raw = iter(_fetch(store, direct, keys))
+    config = ArrayConfig.from_dict({})
     out = []
     for name, plan in zip(names, plans):
         if plan is None:
             values = np.asarray(via_zarr[name])
             out.append(values.astype(_native_order(values.dtype), copy=False))
         else:
-            out.append(_assemble(store, name, plan, [next(raw) for _ in plan[1]]))
+            out.append(_assemble(store, config, name, plan, [next(raw) for _ in plan[1]]))
     return out
 
 
@@ -85,11 +87,12 @@ def _fetch(store: ManifestStore, names: list[str], keys: list[str]) -> list[Any]
 
 def _assemble(
     store: ManifestStore,
+    config: Any,
     name: str,
     plan: tuple[Any, list[str], list[tuple[int, ...]]],
     raw: list[Any],
 ) -> np.ndarray:
-    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import default_buffer_prototype
 
     transform, _, indices = plan
@@ -100,7 +103,8 @@ def _assemble(
         shape=chunks,
         dtype=meta.data_type,
         fill_value=meta.fill_value,
-        config=ArrayConfig.from_dict({}),
+        # read from zarr's global config; decoding ignores it, so read it once per batch
+        config=config,
         prototype=default_buffer_prototype(),
     )
     out = np.empty(shape, dtype=_native_order(meta.data_type.to_native_dtype()))
