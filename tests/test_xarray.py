@@ -218,3 +218,11 @@ def test_loaded_string_coordinate_round_trips_through_the_store(sample):
     back = xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3).load()
     assert list(back["station"].values) == ["a", "bé", "ccc", "", "d"]
     np.testing.assert_array_equal(back["air"].values, values["air"])
+
+
+def test_open_data_reads_real_values_lazily(sample):
+    path, values = sample
+    ds = open_virtual_dataset(path, parser=RawParser())
+    data = ds.vz.open_data()
+    np.testing.assert_array_equal(data["air"].values, values["air"])
+    assert data["time"].dtype.kind == "M"
