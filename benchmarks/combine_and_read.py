@@ -88,53 +88,11 @@ def interleaved(
 FUSED = {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n-files", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "vz_bench_combine"))
-    args = ap.parse_args()
-
+def read_rows(ds: xr.Dataset, urls: list[str], repeat: int) -> list[tuple[str, str, float]]:
+    """Time reading a mean through each reader of the combined virtual dataset ``ds``."""
     import zarr
 
-    import virtualizarr as vz
-
-    folder = Path(args.folder) / f"n{args.n_files}"
-    paths = make_files(folder, args.n_files)
-    urls = [str(p) for p in paths]
     rows: list[tuple[str, str, float]] = []
-
-    def kerchunk_combine() -> dict:
-        from kerchunk.combine import MultiZarrToZarr
-        from kerchunk.hdf import SingleHdf5ToZarr
-
-        singles = []
-        for u in urls:
-            with open(u, "rb") as f:
-                singles.append(SingleHdf5ToZarr(f, u, inline_threshold=0).translate())
-        return MultiZarrToZarr(
-            singles, concat_dims=["time"], identical_dims=["lat", "lon"]
-        ).translate()
-
-    combine = interleaved(
-        {
-            "kerchunk SingleHdf5ToZarr x N + MultiZarrToZarr": kerchunk_combine,
-            "virtualizarr open_virtual_mfdataset (serial)": lambda: vz.open_virtual_mfdataset(
-                urls, progress=False
-            ),
-            "virtualizarr open_virtual_mfdataset (threads)": lambda: vz.open_virtual_mfdataset(
-                urls, parallel="threads", progress=False
-            ),
-            "virtualizarr open_virtual_mfdataset (processes)": lambda: vz.open_virtual_mfdataset(
-                urls, parallel="processes", progress=False
-            ),
-        },
-        args.repeat,
-    )
-    rows += [("open + combine", label, t) for label, (t, _) in combine.items()]
-    ds = combine["virtualizarr open_virtual_mfdataset (serial)"][1]
-    assert isinstance(ds, xr.Dataset)
-
     work = Path(tempfile.mkdtemp(prefix="vz_bench_out_"))
     try:
         refs_path = work / "refs.json"
@@ -192,12 +150,64 @@ def main() -> None:
                 print(f"{label}: failed: {type(e).__name__}: {e}")
                 continue
             working[label] = fn
-        means = interleaved(working, args.repeat)
+        means = interleaved(working, repeat)
         rows += [(f"mean({var})", label, t) for label, (t, _) in means.items()]
         values = [v for _, v in means.values()]
         assert all(np.isclose(v, values[0], rtol=1e-6) for v in values), means
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-files", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "vz_bench_combine"))
+    ap.add_argument("--skip-read", action="store_true", help="time only the open + combine rows")
+    args = ap.parse_args()
+
+    import virtualizarr as vz
+
+    folder = Path(args.folder) / f"n{args.n_files}"
+    paths = make_files(folder, args.n_files)
+    urls = [str(p) for p in paths]
+    rows: list[tuple[str, str, float]] = []
+
+    def kerchunk_combine() -> dict:
+        from kerchunk.combine import MultiZarrToZarr
+        from kerchunk.hdf import SingleHdf5ToZarr
+
+        singles = []
+        for u in urls:
+            with open(u, "rb") as f:
+                singles.append(SingleHdf5ToZarr(f, u, inline_threshold=0).translate())
+        return MultiZarrToZarr(
+            singles, concat_dims=["time"], identical_dims=["lat", "lon"]
+        ).translate()
+
+    combine = interleaved(
+        {
+            "kerchunk SingleHdf5ToZarr x N + MultiZarrToZarr": kerchunk_combine,
+            "virtualizarr open_virtual_mfdataset (serial)": lambda: vz.open_virtual_mfdataset(
+                urls, progress=False
+            ),
+            "virtualizarr open_virtual_mfdataset (threads)": lambda: vz.open_virtual_mfdataset(
+                urls, parallel="threads", progress=False
+            ),
+            "virtualizarr open_virtual_mfdataset (processes)": lambda: vz.open_virtual_mfdataset(
+                urls, parallel="processes", progress=False
+            ),
+        },
+        args.repeat,
+    )
+    rows += [("open + combine", label, t) for label, (t, _) in combine.items()]
+    ds = combine["virtualizarr open_virtual_mfdataset (serial)"][1]
+    assert isinstance(ds, xr.Dataset)
+
+    if not args.skip_read:
+        rows += read_rows(ds, urls, args.repeat)
 
     n_refs = ds.vz.nrefs()
     print(
