@@ -27,6 +27,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.parsers.hdf5_netcdf import DimensionNamer, read_attributes, variable_name
+from virtualizarr.parsers.hdf5_objects import Objects
 from virtualizarr.registry import ObjectStoreRegistry
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class HDFParser:
         url = normalize_path(url)
         registry = registry if registry is not None else ObjectStoreRegistry()
         with open_hdf5(url, registry) as (f, size):
-            ctx = _Context(f, url, size, DimensionNamer(f), self)
+            objects = Objects()
+            ctx = _Context(f, url, size, DimensionNamer(f, objects), objects, self)
             root = _select_group(f, self.group, url)
             try:
                 for ancestor in _ancestors(root.name):  # phony dims count up from the root
@@ -112,6 +114,7 @@ class _Context:
     url: str
     file_size: int
     namer: DimensionNamer
+    objects: Objects
     parser: HDFParser
 
 
@@ -201,16 +204,14 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
     ctx.namer.visit_group(h5group)
     arrays: dict[str, ManifestArray] = {}
     groups: dict[str, ManifestGroup] = {}
-    for key in h5group:
+    for child in ctx.objects.children(h5group):
+        key, link, obj = child.key, child.link, child.obj
         path = f"{rel}/{key}".lstrip("/")
-        link = h5group.get(key, getlink=True)
         if isinstance(link, h5py.ExternalLink):
             skip(ctx, path, f"it is an external link to {link.filename!r}")
             continue
-        try:
-            obj = h5group[key]
-        except (KeyError, OSError) as e:
-            skip(ctx, path, f"its link cannot be followed ({e})")
+        if isinstance(obj, (KeyError, OSError)):
+            skip(ctx, path, f"its link cannot be followed ({obj})")
             continue
         if isinstance(obj, h5py.Group):
             if isinstance(link, h5py.SoftLink):  # may point at an ancestor: never recurse
@@ -233,4 +234,5 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
         skip(ctx, f"{rel}/{name}".lstrip("/"), "a group of the same name exists")
         del arrays[name]
     where = f"{ctx.url}: group {h5group.name!r}"
-    return ManifestGroup(arrays=arrays, groups=groups, attributes=read_attributes(h5group, where))
+    attributes = read_attributes(ctx.objects.attrs(h5group), where)
+    return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)

@@ -90,7 +90,7 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
             skip(ctx, path, info.reason)
             return None
         dims = ctx.namer.dimensions(dset, group)
-        attrs = read_attributes(dset, f"{ctx.url}: variable {path!r}")
+        attrs = read_attributes(ctx.objects.attrs(dset), f"{ctx.url}: variable {path!r}")
         if info.kind == "compound":  # xarray cannot decode a struct _FillValue: it would
             attrs.pop("_FillValue", None)  # refuse the whole dataset
         var = _Var(

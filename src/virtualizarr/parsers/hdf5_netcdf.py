@@ -26,6 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import VirtualiZarrWarning
 from virtualizarr.manifests.metadata import to_json_safe
+from virtualizarr.parsers.hdf5_objects import AttrTable, Objects
 
 __all__ = ["HIDDEN_ATTRS", "DimensionNamer", "netcdf_keys", "read_attributes", "variable_name"]
 
@@ -60,16 +61,19 @@ _NETCDF_KEYS = frozenset(
 )
 
 
-def netcdf_keys(obj: Any, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
-    """The netCDF/dimension-scale bookkeeping attributes of ``obj`` that it has."""
+def netcdf_keys(attrs: AttrTable, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
+    """The netCDF/dimension-scale bookkeeping attributes that an object has.
+
+    ``attrs`` is the object's :class:`~virtualizarr.parsers.hdf5_objects.AttrTable`.
+    """
     try:
-        present = [k for k in obj.attrs if k in keys]  # one pass over the names
+        present = [k for k in attrs.names() if k in keys]  # one pass over the names
     except (OSError, TypeError, ValueError, KeyError):
         return {}
     out = {}
     for key in present:
         try:
-            out[key] = obj.attrs[key]
+            out[key] = attrs.value(key)
         except (OSError, TypeError, ValueError, KeyError):
             continue
     return out
@@ -108,8 +112,9 @@ class DimensionNamer:
     >>> # namer.dimensions(h5file["temp"])  -> ("time", "lat", "lon")
     """
 
-    def __init__(self, h5file: Any) -> None:
+    def __init__(self, h5file: Any, objects: Objects | None = None) -> None:
         self._file = h5file
+        self._objects = objects if objects is not None else Objects()
         self._groups: dict[str, dict[str, _Dim]] = {}
         self._phony_count = 0
         self._dim_count = -1
@@ -121,7 +126,7 @@ class DimensionNamer:
     def _keys(self, dset: Any) -> dict[str, Any]:
         info = self._info.get(dset.id)
         if info is None:
-            info = self._info[dset.id] = netcdf_keys(dset)
+            info = self._info[dset.id] = netcdf_keys(self._objects.attrs(dset))
         return info
 
     def is_dimension_only(self, dset: Any) -> bool:
@@ -138,14 +143,11 @@ class DimensionNamer:
             return
         dims: dict[str, _Dim] = {}
         phony: Counter[int] = Counter()
-        for key in group:
-            if not isinstance(group.get(key, getlink=True), (h5py.HardLink, h5py.SoftLink)):
+        for child in self._objects.children(group):
+            key, obj = child.key, child.obj
+            if not isinstance(child.link, (h5py.HardLink, h5py.SoftLink)):
                 continue
-            try:
-                obj = group[key]
-            except (KeyError, OSError):
-                continue
-            if not isinstance(obj, h5py.Dataset):
+            if not isinstance(obj, h5py.Dataset):  # groups, datatypes, dangling links
                 continue
             info = self._keys(obj)
             if _is_scale(info):
@@ -174,7 +176,8 @@ class DimensionNamer:
         self._groups[group.name] = dims
 
     def _unlimited_size(self, scale: Any, size: int) -> int:
-        refs = netcdf_keys(scale, frozenset({"REFERENCE_LIST"})).get("REFERENCE_LIST")
+        refs = netcdf_keys(self._objects.attrs(scale), frozenset({"REFERENCE_LIST"}))
+        refs = refs.get("REFERENCE_LIST")
         if refs is None:
             return size
         for ref, axis in refs:
@@ -271,21 +274,12 @@ class DimensionNamer:
 # -- attributes ------------------------------------------------------------------------------
 
 
-def _string_info(h5attrs: Any, key: str) -> Any:
-    import h5py
-
-    try:
-        return h5py.check_string_dtype(h5attrs.get_id(key).dtype)
-    except (KeyError, OSError, TypeError):
-        return None
-
-
-def _attribute_value(h5attrs: Any, key: str) -> Any:
+def _attribute_value(attrs: AttrTable, key: str) -> Any:
     """One attribute as h5netcdf + xarray present it, before JSON conversion."""
     import h5py
 
-    value = h5attrs[key]
-    info = _string_info(h5attrs, key)
+    value = attrs.value(key)
+    info = attrs.string_info(key)
     if isinstance(value, h5py.Empty):
         return "" if info is not None and info.length == 1 else []
     if info is not None:
@@ -316,15 +310,15 @@ def _json_value(value: Any) -> Any:
     return out
 
 
-def read_attributes(obj: Any, where: str) -> dict[str, Any]:
-    """The (CF) attributes of an HDF5 group or dataset as JSON-able values.
+def read_attributes(attrs: AttrTable, where: str) -> dict[str, Any]:
+    """The (CF) attributes of an HDF5 group or dataset (its attribute table) as JSON values.
 
     Attributes that cannot be read or have no JSON form (references, complex numbers,
     variable-length compounds) are left out with a :class:`VirtualiZarrWarning`.
     """
     out: dict[str, Any] = {}
     try:
-        keys = list(obj.attrs)
+        keys = attrs.names()
     except (OSError, TypeError, ValueError, KeyError) as e:
         warnings.warn(
             f"{where}: attributes could not be listed ({e}); left out.",
@@ -336,7 +330,7 @@ def read_attributes(obj: Any, where: str) -> dict[str, Any]:
         if key in HIDDEN_ATTRS:
             continue
         try:
-            out[key] = _json_value(_attribute_value(obj.attrs, key))
+            out[key] = _json_value(_attribute_value(attrs, key))
         except (OSError, TypeError, ValueError, KeyError, UnicodeDecodeError) as e:
             warnings.warn(
                 f"{where}: attribute {key!r} left out: it cannot be read as a JSON value ({e}).",
