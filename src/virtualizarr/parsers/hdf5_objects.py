@@ -73,7 +73,7 @@ class AttrTable:
         """The attribute names, as ``list(obj.attrs)``."""
         if self._names is None:
             try:
-                self._names = list(self.obj.attrs)
+                self._names = _attribute_names(self.obj.id)
             except Exception as e:  # noqa: BLE001  (kept to raise again, as h5py would)
                 self._names = e
         if isinstance(self._names, BaseException):
@@ -99,6 +99,25 @@ class AttrTable:
         if isinstance(got, BaseException):
             raise got
         return got
+
+
+def _decode_name(name: bytes) -> Any:
+    try:
+        return name.decode("utf8")
+    except UnicodeDecodeError:  # h5py hands such names back as bytes
+        return name
+
+
+def _attribute_names(oid: Any) -> list[Any]:
+    """``list(obj.attrs)``: names in creation order when the file tracks it, else by name."""
+    from h5py import h5, h5a, h5p
+
+    cpl = oid.get_create_plist()
+    tracked = cpl.get_attr_creation_order() & h5p.CRT_ORDER_TRACKED
+    raw: list[bytes] = []
+    # the bound method is the callback (it returns None: iteration goes on)
+    h5a.iterate(oid, raw.append, index_type=h5.INDEX_CRT_ORDER if tracked else h5.INDEX_NAME)
+    return [_decode_name(n) for n in raw]
 
 
 def _read_attribute(obj: Any, key: str) -> tuple[Any, Any]:
