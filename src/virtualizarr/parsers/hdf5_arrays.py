@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from virtualizarr.parsers.hdf5_chunks import (
 from virtualizarr.parsers.hdf5_filters import UnsupportedFilter, codecs_for_filters, read_filters
 from virtualizarr.parsers.hdf5_inline import encode_chunk, inline_chunk_shape, single_chunk_manifest
 from virtualizarr.parsers.hdf5_netcdf import read_attributes
+from virtualizarr.parsers.hdf5_objects import ndim
 from virtualizarr.parsers.hdf5_types import TypeInfo, classify_dtype
 
 if TYPE_CHECKING:
@@ -65,8 +67,20 @@ class _Var:
     def where(self) -> str:
         return f"{self.ctx.url}: variable {self.path!r}"
 
+    @cached_property
+    def dcpl(self) -> Any:
+        """The dataset creation property list (layout, filters, fill value)."""
+        return self.dset.id.get_create_plist()
+
+    @property
+    def fillvalue(self) -> Any:
+        """``dset.fillvalue`` from the property list already open."""
+        arr = np.zeros((1,), dtype=self.dset.dtype)
+        self.dcpl.get_fill_value(arr)
+        return arr[0]
+
     def fill_value(self) -> Any:
-        fv = self.dset.fillvalue
+        fv = self.fillvalue
         if fv is None or self.info.kind not in ("plain", "convert"):
             return None
         return np.asarray(fv).astype(self.info.dtype).item()
@@ -110,12 +124,12 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
 def _referenced(var: _Var) -> ManifestArray | None:
     from h5py import h5d
 
-    dcpl = var.dset.id.get_create_plist()
-    if var.dset.is_virtual:
+    dcpl = var.dcpl
+    layout = dcpl.get_layout()
+    if layout == h5d.VIRTUAL:
         return _inline_or_skip(var, "it is a virtual dataset (VDS)")
     if dcpl.get_external_count():
         return _inline_or_skip(var, "its data is in external raw files")
-    layout = dcpl.get_layout()
     if layout == h5d.COMPACT:  # data lives in the object header: at most 64 KiB
         return _inline(var)
     if layout == h5d.CONTIGUOUS:
@@ -153,13 +167,13 @@ def _contiguous(var: _Var) -> ManifestArray:
 
 
 def _chunked(var: _Var, dcpl: Any) -> ManifestArray | None:
-    dtype, chunks = var.info.dtype, tuple(int(c) for c in var.dset.chunks)
+    dtype, chunks = var.info.dtype, tuple(int(c) for c in dcpl.get_chunk())
     filters = read_filters(dcpl)
     try:
         codecs = codecs_for_filters(filters, dtype)
     except UnsupportedFilter as e:
         return _unsupported_filter(var, e)
-    index = read_chunk_index(var.dset.id, var.dset.ndim)
+    index = read_chunk_index(var.dset.id, ndim(var.dset))
     if len(index) and int((index.addresses + index.sizes).max()) > var.ctx.file_size:
         raise CorruptFileError(
             f"{var.where} has chunks up to byte {int((index.addresses + index.sizes).max())} "

@@ -26,7 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import VirtualiZarrWarning
 from virtualizarr.manifests.metadata import to_json_safe
-from virtualizarr.parsers.hdf5_objects import AttrTable, Objects
+from virtualizarr.parsers.hdf5_objects import AttrTable, Objects, ndim
 
 __all__ = ["HIDDEN_ATTRS", "DimensionNamer", "netcdf_keys", "read_attributes", "variable_name"]
 
@@ -155,7 +155,7 @@ class DimensionNamer:
                 self._dim_count += 1
                 dimid = info.get("_Netcdf4Dimid")
                 unlimited = obj.maxshape[:1] == (None,)
-                size = obj.shape[0] if obj.ndim else 0
+                size = obj.shape[0] if ndim(obj) else 0
                 dims[key] = _Dim(
                     key,
                     self._unlimited_size(obj, size) if unlimited else size,
@@ -198,8 +198,8 @@ class DimensionNamer:
     def _axis_scales(self, dset: Any) -> list[int]:
         """Number of dimension scales attached to each axis (all 0 without DIMENSION_LIST)."""
         dimlist = self._keys(dset).get("DIMENSION_LIST")
-        if dimlist is None or len(dimlist) != dset.ndim:
-            return [0] * dset.ndim
+        if dimlist is None or len(dimlist) != ndim(dset):
+            return [0] * ndim(dset)
         return [len(refs) for refs in dimlist]
 
     def _ref_name(self, ref: Any) -> str:
@@ -221,17 +221,17 @@ class DimensionNamer:
             for dims in chain:
                 by_id.update({d.dimid: n for n, d in dims.items() if d.dimid is not None})
             names = [by_id.get(int(i)) for i in np.atleast_1d(coords)]
-            if len(names) == dset.ndim and None not in names:
+            if len(names) == ndim(dset) and None not in names:
                 return tuple(str(n) for n in names)
         labels = self._axis_scales(dset)
-        if dset.ndim and all(labels):
+        if ndim(dset) and all(labels):
             dimlist = info.get("DIMENSION_LIST")
             try:
                 return tuple(self._ref_name(refs[-1]) for refs in dimlist)
             except (KeyError, OSError, ValueError):
-                labels = [0] * dset.ndim  # dangling references: fall back to phony names
+                labels = [0] * ndim(dset)  # dangling references: fall back to phony names
         own = dset.name.split("/")[-1]
-        if dset.ndim == 1 and any(own in dims for dims in chain):
+        if ndim(dset) == 1 and any(own in dims for dims in chain):
             return (own,)
         return self._phony_names(dset, labels, chain[-1] if chain else {})
 

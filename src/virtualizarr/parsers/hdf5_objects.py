@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AttrTable", "Child", "Objects"]
+__all__ = ["AttrTable", "Child", "Objects", "ndim"]
+
+
+def ndim(dset: Any) -> int:
+    """``dset.ndim`` from the shape h5py caches for read-only files (``ndim`` asks HDF5)."""
+    shape = dset.shape
+    return len(shape) if shape is not None else dset.ndim
 
 
 @dataclass(frozen=True, slots=True)
