@@ -126,6 +126,27 @@ def _attribute_names(oid: Any) -> list[Any]:
     return [_decode_name(n) for n in raw]
 
 
+_MEMORY_TYPES: dict[np.dtype, Any] = {}
+
+
+def _memory_type(dtype: np.dtype) -> Any:
+    """``h5t.py_create(dtype)``, kept for plain numeric/byte-string dtypes.
+
+    Dtypes carrying h5py metadata (enums, vlen, references, string encodings) compare
+    equal to plain ones, so they are converted every time.
+    """
+    from h5py import h5t
+
+    if dtype.metadata is not None or dtype.fields is not None or dtype.hasobject:
+        return h5t.py_create(dtype)
+    htype = _MEMORY_TYPES.get(dtype)
+    if htype is None:
+        if len(_MEMORY_TYPES) >= 256:
+            _MEMORY_TYPES.clear()
+        htype = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
+    return htype
+
+
 def _read_attribute(obj: Any, key: str) -> tuple[Any, Any]:
     """``(obj.attrs[key], check_string_dtype(its type))`` with one open of the attribute.
 
@@ -133,7 +154,7 @@ def _read_attribute(obj: Any, key: str) -> tuple[Any, Any]:
     top-level array types, variable-length strings decoded, 0-d arrays as scalars).
     """
     import h5py
-    from h5py import h5a, h5t
+    from h5py import h5a
 
     attr = h5a.open(obj.id, _encode(key))
     shape = attr.shape
@@ -141,7 +162,7 @@ def _read_attribute(obj: Any, key: str) -> tuple[Any, Any]:
     string = h5py.check_string_dtype(dtype)
     if shape is None:  # empty dataspace
         return h5py.Empty(dtype), string
-    htype = h5t.py_create(dtype)
+    htype = _memory_type(dtype)
     if dtype.subdtype is not None:  # numpy has no top-level array type: fold it into the shape
         subdtype, subshape = dtype.subdtype
         shape = shape + subshape

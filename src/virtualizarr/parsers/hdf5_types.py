@@ -76,14 +76,36 @@ def _simple_field(dt: np.dtype) -> bool:
     return dt.names is None and dt.subdtype is None and dt.kind in "biufcS"
 
 
+_CACHE_SIZE = 1024
+_BY_ENCODING: dict[bytes, TypeInfo] = {}
+
+
 def classify_dtype(dset: Any) -> TypeInfo:
     """How the values of an h5py dataset can be represented in Zarr.
 
+    The answer depends only on the HDF5 datatype, so it is kept by the type's serialized
+    form (``H5Tencode``): every file of a collection repeats the same few types.
+
     >>> # classify_dtype(h5file["temperature"]) -> TypeInfo(kind="plain", dtype=dtype(">f4"))
     """
+    tid = dset.id.get_type()
+    try:
+        key: bytes | None = tid.encode()
+    except Exception:  # noqa: BLE001  (no serialized form: classify without the cache)
+        key = None
+    info = _BY_ENCODING.get(key) if key is not None else None
+    if info is None:
+        info = _classify(dset.dtype, tid)
+        if key is not None:
+            if len(_BY_ENCODING) >= _CACHE_SIZE:
+                _BY_ENCODING.clear()
+            _BY_ENCODING[key] = info
+    return info
+
+
+def _classify(dt: np.dtype, tid: Any) -> TypeInfo:
     import h5py
 
-    dt = dset.dtype
     string = h5py.check_string_dtype(dt)
     if string is not None and string.length is None:
         return TypeInfo("vlen_str", np.dtype(np.dtypes.StringDType()), "variable-length strings")
@@ -103,6 +125,6 @@ def classify_dtype(dset: Any) -> TypeInfo:
             "skip", None, f"HDF5 datatype {dt} (opaque/bitfield/time) has no Zarr data type"
         )
     native = np.dtype(dt.str)  # drops h5py's enum/string metadata, keeps the byte order
-    if not _standard_layout(dset.id.get_type()):
+    if not _standard_layout(tid):
         return TypeInfo("convert", native, f"its HDF5 type is not stored like numpy's {native}")
     return TypeInfo("plain", native)
