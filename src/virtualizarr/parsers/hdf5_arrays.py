@@ -29,7 +29,7 @@ from virtualizarr.parsers.hdf5_filters import UnsupportedFilter, codecs_for_filt
 from virtualizarr.parsers.hdf5_inline import encode_chunk, inline_chunk_shape, single_chunk_manifest
 from virtualizarr.parsers.hdf5_netcdf import read_attributes
 from virtualizarr.parsers.hdf5_objects import ndim
-from virtualizarr.parsers.hdf5_types import TypeInfo, classify_dtype
+from virtualizarr.parsers.hdf5_types import TypeInfo, classify
 
 if TYPE_CHECKING:
     import h5py
@@ -57,6 +57,8 @@ class _Var:
     """The array's shape: the netCDF shape (unlimited axes padded to the dimension)."""
     meta_kw: dict[str, Any]
     """``attributes`` and ``dimension_names`` for the metadata."""
+    h5dtype: np.dtype
+    """h5py's dtype of the dataset (``dset.dtype``)."""
 
     @property
     def extent(self) -> tuple[int, ...]:
@@ -75,7 +77,7 @@ class _Var:
     @property
     def fillvalue(self) -> Any:
         """``dset.fillvalue`` from the property list already open."""
-        arr = np.zeros((1,), dtype=self.dset.dtype)
+        arr = np.zeros((1,), dtype=self.h5dtype)
         self.dcpl.get_fill_value(arr)
         return arr[0]
 
@@ -99,7 +101,7 @@ class _Var:
 def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> ManifestArray | None:
     """The virtual array of ``dset``, or None (with a warning) when it cannot be represented."""
     try:
-        info = classify_dtype(dset)
+        info, h5dtype = classify(dset)
         if info.kind == "skip":
             skip(ctx, path, info.reason)
             return None
@@ -109,7 +111,7 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
             attrs.pop("_FillValue", None)  # refuse the whole dataset
         var = _Var(
             ctx, dset, path, info, ctx.namer.shape(dset, group, dims),
-            {"attributes": attrs, "dimension_names": dims},
+            {"attributes": attrs, "dimension_names": dims}, h5dtype,
         )  # fmt: skip
         if info.kind != "plain":
             return _inline_or_skip(var, info.reason)

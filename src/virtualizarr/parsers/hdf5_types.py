@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["TypeInfo", "classify_dtype"]
+__all__ = ["TypeInfo", "classify", "classify_dtype"]
 
 Kind = Literal["plain", "convert", "vlen_str", "compound", "skip"]
 
@@ -77,30 +77,38 @@ def _simple_field(dt: np.dtype) -> bool:
 
 
 _CACHE_SIZE = 1024
-_BY_ENCODING: dict[bytes, TypeInfo] = {}
+_BY_ENCODING: dict[bytes, tuple[TypeInfo, np.dtype]] = {}
 
 
 def classify_dtype(dset: Any) -> TypeInfo:
     """How the values of an h5py dataset can be represented in Zarr.
 
-    The answer depends only on the HDF5 datatype, so it is kept by the type's serialized
-    form (``H5Tencode``): every file of a collection repeats the same few types.
-
     >>> # classify_dtype(h5file["temperature"]) -> TypeInfo(kind="plain", dtype=dtype(">f4"))
+    """
+    return classify(dset)[0]
+
+
+def classify(dset: Any) -> tuple[TypeInfo, np.dtype]:
+    """:func:`classify_dtype` and h5py's dtype of the dataset (``dset.dtype``).
+
+    Both depend only on the HDF5 datatype, so they are kept by the type's serialized
+    form (``H5Tencode``): every file of a collection repeats the same few types, and
+    h5py's conversion of a type to numpy costs more than the encoding.
     """
     tid = dset.id.get_type()
     try:
         key: bytes | None = tid.encode()
     except Exception:  # noqa: BLE001  (no serialized form: classify without the cache)
         key = None
-    info = _BY_ENCODING.get(key) if key is not None else None
-    if info is None:
-        info = _classify(dset.dtype, tid)
+    got = _BY_ENCODING.get(key) if key is not None else None
+    if got is None:
+        dt = dset.dtype
+        got = (_classify(dt, tid), dt)
         if key is not None:
             if len(_BY_ENCODING) >= _CACHE_SIZE:
                 _BY_ENCODING.clear()
-            _BY_ENCODING[key] = info
-    return info
+            _BY_ENCODING[key] = got
+    return got
 
 
 def _classify(dt: np.dtype, tid: Any) -> TypeInfo:
