@@ -44,6 +44,23 @@ def _encode(name: str) -> bytes:
         return name.encode("utf8")
 
 
+def _link(group: Any, key: str) -> Any:
+    """``group.get(key, getlink=True)``, with hard links (nearly all) resolved directly."""
+    import h5py
+    from h5py import h5g, h5l
+
+    name = _encode(key)
+    gid = group.id
+    path_valid = getattr(h5g, "_path_valid", None)  # what h5py's ``key in group`` asks
+    if path_valid is None or not gid:
+        return group.get(key, getlink=True)
+    if not path_valid(gid, name, None):
+        return None
+    if gid.links.get_info(name).type == h5l.TYPE_HARD:
+        return h5py.HardLink()
+    return group.get(key, getlink=True)  # soft, external and user-defined links
+
+
 def _open_member(group: Any, key: str) -> Any:
     """``group[key]`` without h5py's per-call overhead (no ``File`` object is made).
 
@@ -202,7 +219,7 @@ class Objects:
     def _child(group: Any, key: str) -> Child:
         import h5py
 
-        link = group.get(key, getlink=True)
+        link = _link(group, key)
         if link is not None and not isinstance(link, (h5py.HardLink, h5py.SoftLink)):
             return Child(key, link, None)  # never followed: would open another file
         try:
