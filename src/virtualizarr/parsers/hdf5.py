@@ -202,6 +202,7 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
     from virtualizarr.parsers.hdf5_arrays import build_array
 
     ctx.namer.visit_group(h5group)
+    group_name = h5group.name
     arrays: dict[str, ManifestArray] = {}
     groups: dict[str, ManifestGroup] = {}
     for child in ctx.objects.children(h5group):
@@ -223,7 +224,7 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
             relname = f"{rel}/{name}".lstrip("/")
             if {name, relname} & ctx.parser.drop_variables or ctx.namer.is_dimension_only(obj):
                 continue
-            arr = build_array(ctx, obj, path, h5group.name)
+            arr = build_array(ctx, obj, path, group_name)
             if arr is None:
                 continue
             if name in arrays or name in groups:
@@ -233,6 +234,6 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
     for name in set(arrays) & set(groups):  # a group built after an array of its name
         skip(ctx, f"{rel}/{name}".lstrip("/"), "a group of the same name exists")
         del arrays[name]
-    where = f"{ctx.url}: group {h5group.name!r}"
+    where = f"{ctx.url}: group {group_name!r}"
     attributes = read_attributes(ctx.objects.attrs(h5group), where)
     return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
