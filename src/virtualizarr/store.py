@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from zarr.abc.store import (
@@ -24,9 +24,6 @@ from virtualizarr.manifests.group import ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import to_json_safe
 from virtualizarr.registry import ObjectStoreRegistry
-
-if TYPE_CHECKING:
-    from obstore.store import ObjectStore
 
 __all__ = ["ManifestStore"]
 
@@ -316,17 +313,27 @@ class ManifestStore(Store):
         start, n = _apply_range(offset, length, byte_range)
         return None, url, start, n
 
+    def _lookup(
+        self, key: str, byte_range: ByteRequest | None, prototype: BufferPrototype
+    ) -> tuple[Buffer | None, tuple[str, int, int] | None]:
+        """(the buffer for an absent or in-memory key, None) or (None, (url, start, length) to read)."""
+        try:
+            held, url, start, n = self._resolve_key(key, byte_range)
+        except KeyError:
+            return None, None
+        if held is not None:
+            return prototype.buffer.from_bytes(held), None
+        assert url is not None
+        return None, (url, start, n)
+
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         # docstring inherited
-        try:
-            held, url, start, n = self._resolve_key(key, byte_range)
-        except KeyError:
-            return None
-        if held is not None:
-            return prototype.buffer.from_bytes(held)
-        assert url is not None
+        held, ref = self._lookup(key, byte_range, prototype)
+        if ref is None:
+            return held
+        url, start, n = ref
         return prototype.buffer.from_bytes((await self._fetch_ranges(url, [start], [n]))[0])
 
     def get_sync(
@@ -342,14 +349,10 @@ class ManifestStore(Store):
         """
         if prototype is None:
             prototype = default_buffer_prototype()
-        try:
-            held, url, start, n = self._resolve_key(key, byte_range)
-        except KeyError:
-            return None
-        if held is not None:
-            return prototype.buffer.from_bytes(held)
-        assert url is not None
-        return prototype.buffer.from_bytes(self._fetch_sync(url, start, n))
+        held, ref = self._lookup(key, byte_range, prototype)
+        if ref is None:
+            return held
+        return prototype.buffer.from_bytes(self._fetch_sync(*ref))
 
     def set_sync(self, key: str, value: Buffer) -> None:
         # zarr's sync store surface is all-or-nothing; writes are refused as in `set`
@@ -445,8 +448,3 @@ class ManifestStore(Store):
                 if child not in seen:
                     seen.add(child)
                     yield child
-
-
-def resolve_store(registry: ObjectStoreRegistry | None, url: str) -> tuple[ObjectStore, str]:
-    """Shortcut used by parsers: the store and key serving ``url``."""
-    return (registry or ObjectStoreRegistry()).resolve(url)

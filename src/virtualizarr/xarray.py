@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
@@ -251,15 +251,6 @@ def open_virtual_datatree(
     tree = xr.DataTree.from_dict(datasets)
     tree.encoding["source"] = url
     return tree
-
-
-def _is_virtual(var: xr.Variable) -> bool:
-    return isinstance(var.data, ManifestArray)
-
-
-def virtual_variables(ds: xr.Dataset) -> Mapping[Hashable, xr.Variable]:
-    """The variables of ``ds`` that wrap ManifestArrays."""
-    return {k: v for k, v in ds.variables.items() if _is_virtual(v)}
 
 
 def _inline_array(name: str, var: xr.Variable) -> ManifestArray:
