@@ -53,7 +53,12 @@ def make_sample_archive(directory: Path, n_files: int = 4, steps: int = 6) -> li
             base = 273.15 + 30 * np.cos(np.deg2rad(lat))[:, None] + np.zeros((lat.size, lon.size))
             air[:] = base[None] + rng.normal(scale=2.0, size=(steps, lat.size, lon.size))
             pr = nc.createVariable(
-                "precip", "i2", ("time", "lat", "lon"), zlib=True, chunksizes=(2, 36, 72), fill_value=-32767
+                "precip",
+                "i2",
+                ("time", "lat", "lon"),
+                zlib=True,
+                chunksizes=(2, 36, 72),
+                fill_value=-32767,
             )
             pr.scale_factor, pr.add_offset, pr.units = 0.01, 0.0, "mm"
             values = rng.gamma(0.5, 2.0, size=(steps, lat.size, lon.size))
@@ -85,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Sample archive: {len(files)} NetCDF4 files in {out / 'sample'}")
 
     t0 = time.perf_counter()
-    ds = vz.open_virtual_mfdataset(str(out / "sample" / "air_*.nc"), parallel="threads", progress=False)
-    print(f"\nVirtualized and combined in {time.perf_counter() - t0:.2f} s "
-          f"({ds.vz.nrefs()} chunk references, {ds.vz.nbytes} bytes in memory):")
+    ds = vz.open_virtual_mfdataset(
+        str(out / "sample" / "air_*.nc"), parallel="threads", progress=False
+    )
+    print(
+        f"\nVirtualized and combined in {time.perf_counter() - t0:.2f} s "
+        f"({ds.vz.nrefs()} chunk references, {ds.vz.nbytes} bytes in memory):"
+    )
     print(ds)
 
     with xr.open_mfdataset(sorted(map(str, files)), engine="netcdf4", combine="by_coords") as orig:

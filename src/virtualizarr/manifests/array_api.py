@@ -94,12 +94,16 @@ def _norm_axis(axis: int, ndim: int) -> int:
 
 
 @implements(np.concatenate)
-def concatenate(arrays: Sequence[ManifestArray], /, axis: int | None = 0, **kwargs: Any) -> ManifestArray:
+def concatenate(
+    arrays: Sequence[ManifestArray], /, axis: int | None = 0, **kwargs: Any
+) -> ManifestArray:
     if axis is None:
         raise NeedsValuesError("np.concatenate(axis=None) flattens, which needs the values.")
     if kwargs.get("out") is not None or kwargs.get("dtype") is not None:
         raise NeedsValuesError("np.concatenate with out= or dtype= needs the values.")
-    arrays = _check_all(arrays, "concatenate", skip_axis=None if not arrays else _norm_axis(axis, arrays[0].ndim))
+    arrays = _check_all(
+        arrays, "concatenate", skip_axis=None if not arrays else _norm_axis(axis, arrays[0].ndim)
+    )
     if arrays[0].ndim == 0:
         raise ValueError("zero-dimensional arrays cannot be concatenated")
     axis = _norm_axis(axis, arrays[0].ndim)
@@ -157,7 +161,9 @@ def expand_dims(x: ManifestArray, /, axis: int | Sequence[int] = 0) -> ManifestA
         names = _dimension_names(out)
         if names is not None:
             names.insert(ax, None)
-        meta = with_metadata(out.metadata, shape=tuple(shape), chunk_shape=chunks, dimension_names=names)
+        meta = with_metadata(
+            out.metadata, shape=tuple(shape), chunk_shape=chunks, dimension_names=names
+        )
         out = ManifestArray(meta, out.manifest.expand_dims(ax))
     return out
 

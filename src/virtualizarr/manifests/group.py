@@ -108,4 +108,7 @@ class ManifestGroup:
 
 
 def _arrays_equal(a: ManifestArray, b: ManifestArray) -> bool:
-    return to_json_safe(a.metadata.to_dict()) == to_json_safe(b.metadata.to_dict()) and a.manifest == b.manifest
+    return (
+        to_json_safe(a.metadata.to_dict()) == to_json_safe(b.metadata.to_dict())
+        and a.manifest == b.manifest
+    )

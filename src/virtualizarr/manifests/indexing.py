@@ -24,7 +24,9 @@ def _expand_key(key: Any, ndim: int) -> list[Any]:
         raise IndexError("an index can only have a single ellipsis ('...')")
     n_real = sum(k is not None and k is not Ellipsis for k in key)
     if n_real > ndim:
-        raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but {n_real} were indexed")
+        raise IndexError(
+            f"too many indices for array: array is {ndim}-dimensional, but {n_real} were indexed"
+        )
     if n_ellipsis:
         i = key.index(Ellipsis)
         key[i : i + 1] = [slice(None)] * (ndim - n_real)

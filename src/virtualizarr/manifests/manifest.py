@@ -150,7 +150,9 @@ def merge_tables(
     ids = []
     for m in manifests:
         remap = np.fromiter(
-            (table.setdefault(t, len(table)) for t in m._table), dtype=np.uint32, count=len(m._table)
+            (table.setdefault(t, len(table)) for t in m._table),
+            dtype=np.uint32,
+            count=len(m._table),
         )
         ids.append(remap_ids(m._ids, remap))
     return tuple(table), ids
@@ -187,10 +189,14 @@ class ChunkManifest:
         parsed = [(parse_chunk_key(k, ndim), v) for k, v in entries.items()]
         if shape is None:
             if not parsed:
-                raise InvalidManifestError("Cannot infer the chunk grid of an empty manifest; pass shape=.")
+                raise InvalidManifestError(
+                    "Cannot infer the chunk grid of an empty manifest; pass shape=."
+                )
             ndims = {len(idx) for idx, _ in parsed}
             if len(ndims) != 1:
-                raise InvalidManifestError(f"Chunk keys have different numbers of dimensions: {ndims}.")
+                raise InvalidManifestError(
+                    f"Chunk keys have different numbers of dimensions: {ndims}."
+                )
             shape = tuple(int(x) + 1 for x in np.max([idx for idx, _ in parsed], axis=0))
         shape = tuple(int(s) for s in shape)
         ids = np.full(shape, MISSING, dtype=np.uint32)
@@ -269,7 +275,9 @@ class ChunkManifest:
             )
         table = tuple(normalize_path(t) if isinstance(t, str) and normalize else t for t in table)
         if any(not isinstance(t, (str, bytes)) for t in table):
-            raise InvalidManifestError("Table entries must be str (paths) or bytes (inlined chunks).")
+            raise InvalidManifestError(
+                "Table entries must be str (paths) or bytes (inlined chunks)."
+            )
         present = ids != MISSING
         if present.any() and int(ids[present].max()) >= len(table):
             raise InvalidManifestError(
@@ -306,7 +314,9 @@ class ChunkManifest:
         lengths = _as_uint64("lengths", lengths)
         if isinstance(paths, str):
             ids = np.full(offsets.shape, 0 if paths else MISSING, dtype=np.uint32)
-            return cls.from_path_ids(table=[paths] if paths else [], ids=ids, offsets=offsets, lengths=lengths)
+            return cls.from_path_ids(
+                table=[paths] if paths else [], ids=ids, offsets=offsets, lengths=lengths
+            )
         paths = np.asarray(paths)
         if paths.dtype == object:  # None marks a missing chunk, like "" (never the path "None")
             paths = np.where(np.equal(paths, None), "", paths)
@@ -427,7 +437,11 @@ class ChunkManifest:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChunkManifest):
             return NotImplemented
-        return bool(self.elementwise_eq(other).all()) if self.shape_chunk_grid == other.shape_chunk_grid else False
+        return (
+            bool(self.elementwise_eq(other).all())
+            if self.shape_chunk_grid == other.shape_chunk_grid
+            else False
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -443,7 +457,12 @@ class ChunkManifest:
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"table": self._table, "ids": self._ids, "offsets": self._offsets, "lengths": self._lengths}
+        return {
+            "table": self._table,
+            "ids": self._ids,
+            "offsets": self._offsets,
+            "lengths": self._lengths,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._set(state["table"], state["ids"], state["offsets"], state["lengths"])

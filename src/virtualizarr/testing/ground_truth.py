@@ -18,7 +18,11 @@ import numpy as np
 
 __all__ = ["REAL_DATA", "assert_values_match", "ground_truth", "real_file", "sha256_of_values"]
 
-REAL_DATA = Path(os.environ.get("VIRTUALIZARR_REAL_DATA", Path(__file__).parents[3] / ".." / "shared" / "data" / "real")).resolve()
+REAL_DATA = Path(
+    os.environ.get(
+        "VIRTUALIZARR_REAL_DATA", Path(__file__).parents[3] / ".." / "shared" / "data" / "real"
+    )
+).resolve()
 
 
 @functools.cache
@@ -38,7 +42,9 @@ def sha256_of_values(values: Any) -> str:
     if arr.dtype.kind == "S":  # fixed-width bytes (e.g. netCDF char) are hashed as raw bytes
         return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
     if arr.dtype.kind in "OUT":  # T: numpy's variable-width StringDType
-        items = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel()]
+        items = [
+            x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel()
+        ]
         return hashlib.sha256("\0".join(items).encode()).hexdigest()
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
@@ -51,13 +57,19 @@ def sha256_of_values(values: Any) -> str:
     return hashlib.sha256(arr.tobytes()).hexdigest()
 
 
-def assert_values_match(values: Any, stats: dict[str, Any], *, name: str = "", exact: bool = True) -> None:
+def assert_values_match(
+    values: Any, stats: dict[str, Any], *, name: str = "", exact: bool = True
+) -> None:
     """Assert ``values`` equal a ground-truth record: shape, sha256 (when ``exact``) and stats."""
     arr = np.asarray(values)
     if "shape" in stats:
-        assert list(arr.shape) == list(stats["shape"]), f"{name}: shape {arr.shape} != {stats['shape']}"
+        assert list(arr.shape) == list(stats["shape"]), (
+            f"{name}: shape {arr.shape} != {stats['shape']}"
+        )
     if exact and "sha256" in stats:
-        assert sha256_of_values(arr) == stats["sha256"], f"{name}: sha256 of values differs from ground truth"
+        assert sha256_of_values(arr) == stats["sha256"], (
+            f"{name}: sha256 of values differs from ground truth"
+        )
     if arr.dtype.kind in "iufb" and "sum" in stats and arr.size:
         flt = arr.astype(np.float64)
         finite = flt[np.isfinite(flt)]
