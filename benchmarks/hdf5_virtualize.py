@@ -121,8 +121,8 @@ CONTENDERS: dict[str, Callable[[Path], int]] = {
 IMPORTS = {  # what each contender needs loaded before its run is measured
     "h5py chunk_iter (floor)": ["h5py"],
     "  same, GC paused": ["h5py"],
-    "HDFParser": ["h5py", "zarr", "virtualizarr.parsers.hdf5", "virtualizarr.parsers.hdf5_arrays"],
-    "open_virtual_dataset": ["h5py", "zarr", "virtualizarr", "virtualizarr.parsers.hdf5_arrays"],
+    "HDFParser": ["h5py", "zarr", "virtualizarr.parsers.hdf5", "virtualizarr.parsers.hdf5.arrays"],
+    "open_virtual_dataset": ["h5py", "zarr", "virtualizarr", "virtualizarr.parsers.hdf5.arrays"],
     "kerchunk SingleHdf5ToZarr": ["h5py", "kerchunk.hdf"],
 }
 

@@ -15,7 +15,7 @@ from tests.conftest import real_files
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
 from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import FITSParser, detect_parser
-from virtualizarr.parsers.fits import _hdu_names
+from virtualizarr.parsers.fits.parser import _hdu_names
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 

@@ -627,7 +627,7 @@ def test_reads_through_the_registry(kitchen_nc: Path) -> None:
 
 
 def test_chunk_index_fallback_agrees_with_chunk_iter(tmp_path: Path) -> None:
-    from virtualizarr.parsers.hdf5_chunks import read_chunk_index_by_number, read_chunk_index_iter
+    from virtualizarr.parsers.hdf5.chunks import read_chunk_index_by_number, read_chunk_index_iter
 
     path = tmp_path / "c.h5"
     with h5py.File(path, "w") as f:

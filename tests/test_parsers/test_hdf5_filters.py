@@ -171,7 +171,7 @@ def test_mixed_filter_masks_are_reencoded(tmp_path: Path) -> None:
 def test_mixed_filter_masks_over_limit_raise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from virtualizarr.parsers import hdf5_arrays
+    from virtualizarr.parsers.hdf5 import arrays as hdf5_arrays
 
     monkeypatch.setattr(hdf5_arrays, "REENCODE_LIMIT", 100)
     path = mixed_lzf_file(tmp_path / "m.h5")

@@ -15,7 +15,7 @@ from tests.conftest import real_files
 from virtualizarr.errors import CodecNotSupportedError, ParserError
 from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import TIFFParser, detect_parser
-from virtualizarr.parsers.tiff_geo import transform_from_tags
+from virtualizarr.parsers.tiff.geo import transform_from_tags
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 

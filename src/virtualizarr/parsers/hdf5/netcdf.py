@@ -26,7 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import VirtualiZarrWarning
 from virtualizarr.manifests.metadata import to_json_safe
-from virtualizarr.parsers.hdf5_objects import AttrTable, Objects, ndim
+from virtualizarr.parsers.hdf5.objects import AttrTable, Objects, ndim
 
 __all__ = ["HIDDEN_ATTRS", "DimensionNamer", "netcdf_keys", "read_attributes", "variable_name"]
 
@@ -64,7 +64,7 @@ _NETCDF_KEYS = frozenset(
 def netcdf_keys(attrs: AttrTable, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
     """The netCDF/dimension-scale bookkeeping attributes that an object has.
 
-    ``attrs`` is the object's :class:`~virtualizarr.parsers.hdf5_objects.AttrTable`.
+    ``attrs`` is the object's :class:`~virtualizarr.parsers.hdf5.objects.AttrTable`.
     """
     try:
         present = [k for k in attrs.names() if k in keys]  # one pass over the names

@@ -25,7 +25,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
-from virtualizarr.parsers._zarr_source import ZarrSource
+from virtualizarr.parsers.zarr_v2.source import ZarrSource
 from virtualizarr.registry import ObjectStoreRegistry
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ def _to_group(doc: _GroupDoc, built: dict[str, ManifestArray], path: str) -> Man
 
 def _build_array(src: ZarrSource, doc: _ArrayDoc) -> ManifestArray | str:
     """The virtual array, or the reason it is skipped (a warning message)."""
-    from virtualizarr.parsers._zarr_meta import v2_metadata, v3_metadata
+    from virtualizarr.parsers.zarr_v2.meta import v2_metadata, v3_metadata
 
     name = doc.path or src.root_url.rsplit("/", 1)[-1]
     try:

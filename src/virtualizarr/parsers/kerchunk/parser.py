@@ -469,7 +469,7 @@ class _Builder:
         return build("")
 
     def _array(self, path: str, zarray: dict[str, Any]) -> ManifestArray:
-        from virtualizarr.parsers._zarr_meta import v2_metadata
+        from virtualizarr.parsers.zarr_v2.meta import v2_metadata
 
         where = f"{self.url}: variable {path!r}"
         try:

@@ -35,7 +35,7 @@ from virtualizarr.io import open_reader
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_safe
-from virtualizarr.parsers.tiff_geo import coordinate_arrays, geo_attributes, page_transform
+from virtualizarr.parsers.tiff.geo import coordinate_arrays, geo_attributes, page_transform
 
 if TYPE_CHECKING:
     from tifffile import TiffPage

@@ -19,23 +19,23 @@ from virtualizarr.errors import CodecNotSupportedError, CorruptFileError, Unsupp
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.parsers.hdf5 import skip
-from virtualizarr.parsers.hdf5_chunks import (
+from virtualizarr.parsers.hdf5.chunks import (
     chunk_grid_manifest,
     read_chunk_index,
     trimmed_chunk_shape,
 )
-from virtualizarr.parsers.hdf5_filters import UnsupportedFilter, codecs_for_filters, read_filters
-from virtualizarr.parsers.hdf5_inline import encode_chunk, inline_chunk_shape, single_chunk_manifest
-from virtualizarr.parsers.hdf5_netcdf import read_attributes
-from virtualizarr.parsers.hdf5_objects import ndim
-from virtualizarr.parsers.hdf5_types import TypeInfo, classify
+from virtualizarr.parsers.hdf5.dtypes import TypeInfo, classify
+from virtualizarr.parsers.hdf5.filters import UnsupportedFilter, codecs_for_filters, read_filters
+from virtualizarr.parsers.hdf5.inline import encode_chunk, inline_chunk_shape, single_chunk_manifest
+from virtualizarr.parsers.hdf5.netcdf import read_attributes
+from virtualizarr.parsers.hdf5.objects import ndim
+from virtualizarr.parsers.hdf5.parser import skip
 
 if TYPE_CHECKING:
     import h5py
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
-    from virtualizarr.parsers.hdf5 import _Context
+    from virtualizarr.parsers.hdf5.parser import _Context
 
 __all__ = ["REENCODE_LIMIT", "build_array"]
 

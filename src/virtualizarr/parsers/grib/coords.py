@@ -11,7 +11,7 @@ from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 
 if TYPE_CHECKING:
-    from virtualizarr.parsers.grib_scan import Message
+    from virtualizarr.parsers.grib.scan import Message
     from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = ["axis_attrs", "geography", "inline_array"]

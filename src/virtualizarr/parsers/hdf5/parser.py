@@ -26,8 +26,8 @@ from virtualizarr.errors import (
 )
 from virtualizarr.manifests import ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.manifest import normalize_path
-from virtualizarr.parsers.hdf5_netcdf import DimensionNamer, read_attributes, variable_name
-from virtualizarr.parsers.hdf5_objects import Objects
+from virtualizarr.parsers.hdf5.netcdf import DimensionNamer, read_attributes, variable_name
+from virtualizarr.parsers.hdf5.objects import Objects
 from virtualizarr.registry import ObjectStoreRegistry
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def skip(ctx: _Context, path: str, reason: str) -> None:
 def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
     import h5py
 
-    from virtualizarr.parsers.hdf5_arrays import build_array
+    from virtualizarr.parsers.hdf5.arrays import build_array
 
     ctx.namer.visit_group(h5group)
     group_name = h5group.name

@@ -36,7 +36,7 @@ from virtualizarr.errors import ParserError, VariableSkippedWarning
 from virtualizarr.io import open_reader, read_range
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.parsers.fits_tables import (
+from virtualizarr.parsers.fits.tables import (
     bintable_group,
     compressed_image_array,
     header_attributes,

@@ -1,0 +1,5 @@
+"""GRIB1/GRIB2 files: :class:`GRIBParser`."""
+
+from virtualizarr.parsers.grib.parser import GRIBParser
+
+__all__ = ["GRIBParser"]
