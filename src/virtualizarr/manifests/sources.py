@@ -1,0 +1,128 @@
+"""What a source file looked like when it was virtualized: its size and version tag.
+
+A reference is trusted only while its file is unchanged. Parsers record each source's
+:class:`SourceRecord` (from the first request they make), the record travels with the
+manifests through every combine, writers persist it, and ``virtualizarr verify`` and
+``ManifestStore`` compare it with the file as it is now.
+
+The record rides on the path itself: a manifest's table of distinct paths holds
+:class:`SourceURL` strings, which compare and hash as plain ``str`` (so merging tables,
+slicing, pickling and writing need no extra bookkeeping) but carry ``.record``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from virtualizarr.manifests.manifest import ChunkManifest
+
+__all__ = ["SourceRecord", "SourceURL", "records_of", "with_records"]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """Size and version of one source file at the time it was virtualized.
+
+    >>> SourceRecord(size=1024, etag='"abc"').to_json()
+    {'size': 1024, 'etag': '"abc"'}
+    """
+
+    size: int
+    """Length of the file in bytes."""
+    etag: str | None = None
+    """The object store's ETag (``None`` where the store gives none)."""
+    mtime: float | None = None
+    """Last modification, seconds since the epoch (local files; stores without ETags)."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"size": int(self.size)}
+        if self.etag is not None:
+            out["etag"] = self.etag
+        if self.mtime is not None:
+            out["mtime"] = float(self.mtime)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SourceRecord:
+        """The record from :meth:`to_json`'s output; ``ValueError`` if it is not one."""
+        try:
+            size = int(doc["size"])
+            etag = doc.get("etag")
+            mtime = doc.get("mtime")
+            return cls(
+                size=size,
+                etag=None if etag is None else str(etag),
+                mtime=None if mtime is None else float(mtime),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a source record: {doc!r}") from e
+
+    def changes(self, now: SourceRecord) -> str | None:
+        """How ``now`` differs from this record, or ``None`` if the file looks unchanged.
+
+        Size always counts; the ETag when both have one; else the mtime when both have one.
+
+        >>> SourceRecord(10, mtime=1.0).changes(SourceRecord(12, mtime=1.0))
+        'size was 10 bytes, is now 12'
+        """
+        if now.size != self.size:
+            return f"size was {self.size} bytes, is now {now.size}"
+        if self.etag is not None and now.etag is not None:
+            return None if self.etag == now.etag else f"ETag was {self.etag}, is now {now.etag}"
+        if self.mtime is not None and now.mtime is not None and self.mtime != now.mtime:
+            return f"modified at {now.mtime:.6f}, recorded {self.mtime:.6f}"
+        return None
+
+
+class SourceURL(str):
+    """A path that remembers its file's :class:`SourceRecord` (``.record``).
+
+    >>> u = SourceURL("file:///data/a.nc", SourceRecord(4))
+    >>> u == "file:///data/a.nc", u.record.size
+    (True, 4)
+    """
+
+    record: SourceRecord | None
+
+    def __new__(cls, url: str, record: SourceRecord | None = None) -> SourceURL:
+        self = super().__new__(cls, url)
+        self.record = record
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SourceURL, (str(self), self.record))
+
+
+def with_records(manifest: ChunkManifest, records: Mapping[str, SourceRecord]) -> ChunkManifest:
+    """``manifest`` with the records of the paths it references attached to its table."""
+    from virtualizarr.manifests.manifest import ChunkManifest
+
+    if not records:
+        return manifest
+    table = tuple(
+        SourceURL(t, records[t]) if isinstance(t, str) and t in records else t
+        for t in manifest.table
+    )
+    if all(a is b for a, b in zip(table, manifest.table)):
+        return manifest
+    return ChunkManifest.from_path_ids(
+        table=table,
+        ids=manifest.path_ids,
+        offsets=manifest.offsets,
+        lengths=manifest.lengths,
+        normalize=False,
+    )
+
+
+def records_of(manifests: Iterable[ChunkManifest]) -> dict[str, SourceRecord]:
+    """The records of the paths ``manifests`` reference, by URL (first one wins)."""
+    out: dict[str, SourceRecord] = {}
+    for m in manifests:
+        for t in m.used_paths():
+            rec = getattr(t, "record", None)
+            if rec is not None:
+                out.setdefault(str(t), rec)
+    return out
