@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from virtualizarr.manifests.manifest import ChunkManifest
@@ -87,7 +87,7 @@ class SourceURL(str):
 
     record: SourceRecord | None
 
-    def __new__(cls, url: str, record: SourceRecord | None = None) -> SourceURL:
+    def __new__(cls, url: str, record: SourceRecord | None = None) -> Self:
         self = super().__new__(cls, url)
         self.record = record
         return self
