@@ -11,12 +11,12 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests.conftest import real_files
+from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import FITSParser, detect_parser
 from virtualizarr.parsers.fits.parser import _hdu_names
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 
 fits = pytest.importorskip("astropy.io.fits")
@@ -89,6 +89,7 @@ def test_real_file_matches_ground_truth_and_astropy(rel: str) -> None:
                         assert_values_match(got, stats, name=f"{rel}:{name}/{col}")
 
 
+@requires_real_data
 def test_real_scaled_image_decodes_like_astropy() -> None:
     store = parse(real_file("fits/scale.fits"))
     attrs = store.group.arrays["PRIMARY"].metadata.attributes
@@ -98,6 +99,7 @@ def test_real_scaled_image_decodes_like_astropy() -> None:
         np.testing.assert_allclose(decoded(store, "PRIMARY"), ref[0].data, rtol=1e-6)
 
 
+@requires_real_data
 def test_real_blank_is_fill_value_and_header_is_attributes() -> None:
     store = parse(real_file("fits/blank.fits"))
     assert store.group.arrays["PRIMARY"].metadata.attributes["_FillValue"] == 2
@@ -109,6 +111,7 @@ def test_real_blank_is_fill_value_and_header_is_attributes() -> None:
     assert set(store.group.arrays) == {"SCI_1", "SCI_2"}
 
 
+@requires_real_data
 def test_real_compressed_image_chunks_are_tiles() -> None:
     store = parse(real_file("fits/comp.fits"))
     arr = store.group.arrays["COMPRESSED_IMAGE"]
@@ -117,6 +120,7 @@ def test_real_compressed_image_chunks_are_tiles() -> None:
     assert arr.metadata.to_dict()["codecs"][0]["configuration"]["algorithm"] == "RICE_1"
 
 
+@requires_real_data
 def test_select_hdus_by_name_and_index() -> None:
     store = parse(real_file("fits/test0.fits"), hdus=["SCI_2", 3])
     assert set(store.group.arrays) == {"SCI_2", "SCI_3"}

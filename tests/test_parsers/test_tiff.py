@@ -11,12 +11,12 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests.conftest import real_files
+from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import CodecNotSupportedError, ParserError
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import TIFFParser, detect_parser
 from virtualizarr.parsers.tiff.geo import transform_from_tags
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 
 tifffile = pytest.importorskip("tifffile")
@@ -65,6 +65,7 @@ def test_real_file_matches_ground_truth(rel: str) -> None:
         )
 
 
+@requires_real_data
 def test_real_geotiff_coordinates_and_attributes() -> None:
     store = parse(real_file("tiff/byte.tif"))
     ds = xr.open_zarr(store, consolidated=False, zarr_format=3, mask_and_scale=False)
@@ -74,12 +75,14 @@ def test_real_geotiff_coordinates_and_attributes() -> None:
     assert ds["0"].attrs["transform"] == [60.0, 0.0, 440720.0, 0.0, -60.0, 3751320.0]
 
 
+@requires_real_data
 def test_real_rotated_transform_gives_no_coordinates() -> None:
     store = parse(real_file("tiff/rotated.tif"))
     assert set(store.group.arrays) == {"0"}
     assert store.group.arrays["0"].metadata.attributes["transform"][1] != 0
 
 
+@requires_real_data
 def test_real_cog_overviews_share_dims_with_their_masks() -> None:
     store = parse(real_file("tiff/cogeo.tif"))
     dims = {n: a.metadata.dimension_names for n, a in store.group.arrays.items()}
@@ -91,6 +94,7 @@ def test_real_cog_overviews_share_dims_with_their_masks() -> None:
     assert x2[0] == pytest.approx(x0[0] + (x0[1] - x0[0]) / 2)
 
 
+@requires_real_data
 def test_real_nodata_is_fill_value() -> None:
     store = parse(real_file("tiff/shade.tif"))
     arr = store.group.arrays["0"]
@@ -98,6 +102,7 @@ def test_real_nodata_is_fill_value() -> None:
     assert arr.metadata.fill_value == 255
 
 
+@requires_real_data
 def test_select_ifds() -> None:
     store = parse(real_file("tiff/lcmap_tiny_cog_2019.tif"), ifds=[2], coordinates=False)
     assert list(store.group.arrays) == ["2"]
