@@ -1,10 +1,10 @@
-"""Command line front end: ``virtualizarr info|kerchunk|icechunk|demo``. No logic of its own."""
+"""Command line front end: ``virtualizarr info|kerchunk|icechunk|verify|demo``. No logic of its own."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,14 +50,69 @@ def _build_parser() -> argparse.ArgumentParser:
     ic = sub.add_parser("icechunk", help="write (and commit) an Icechunk repository")
     add_inputs(ic)
     ic.add_argument("-o", "--output", required=True, help="repository path or URL")
+    vf = sub.add_parser(
+        "verify",
+        help="check that references point at existing, unchanged, decodable bytes",
+        description="Exit status: 0 all good, 1 problems found (one line each on stderr), "
+        "2 the references could not be opened or the arguments are wrong.",
+    )
+    vf.add_argument("refs", help="kerchunk references: a JSON file or a parquet directory")
+    vf.add_argument("--sample", type=int, default=None, help="decode N random chunks, not all")
+    vf.add_argument(
+        "--against-source",
+        action="store_true",
+        help="also compare decoded values with each source read by its own reader",
+    )
     demo = sub.add_parser("demo", help="run the end-to-end demo")
     demo.add_argument("folder", nargs="?", default="demo_output")
     return p
 
 
+def _progress_bar(total: int) -> Iterator[None]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="chunk", file=sys.stderr, leave=False) as bar:
+        while True:
+            bar.update(1)
+            yield
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from virtualizarr.errors import VirtualiZarrError
+    from virtualizarr.verify import verify
+
+    progress = None
+    if sys.stderr.isatty():
+        try:
+            import tqdm  # noqa: F401
+
+            progress = _progress_bar
+        except ImportError:
+            pass
+    try:
+        report = verify(
+            args.refs, sample=args.sample, against_source=args.against_source, progress=progress
+        )
+    except (VirtualiZarrError, OSError, ValueError, TypeError) as e:
+        print(f"virtualizarr verify: cannot check {args.refs}: {e}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"{'OK' if report.ok else 'PROBLEMS'}: {len(report.problems)} problem(s); "
+        f"{report.sources} source file(s), {report.chunks_decoded} chunk(s) decoded, "
+        f"{report.values_compared} variable(s) compared with the source"
+    )
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``virtualizarr`` command."""
     args = _build_parser().parse_args(argv)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "demo":
         from virtualizarr.demo import main as demo_main
 

@@ -17,9 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
+    from virtualizarr.manifests.group import ManifestGroup
     from virtualizarr.manifests.manifest import ChunkManifest
 
-__all__ = ["SourceRecord", "SourceURL", "records_of", "with_records"]
+__all__ = [
+    "SourceRecord",
+    "SourceURL",
+    "group_with_records",
+    "records_from_json",
+    "records_of",
+    "with_records",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,20 @@ class SourceRecord:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a source record: {doc!r}") from e
+
+    def check(self, size: int, etag: str | None, *, url: str, when: str = "") -> None:
+        """Raise :class:`~virtualizarr.errors.SourceChangedError` if the file now differs.
+
+        >>> SourceRecord(100, "1-2-64").check(100, "1-2-64", url="file:///a.nc")  # unchanged
+        """
+        change = self.changes(SourceRecord(size, etag))
+        if change is not None:
+            from virtualizarr.errors import SourceChangedError
+
+            raise SourceChangedError(
+                f"{url} changed{when}: {change}. Its chunk references point at the old "
+                "version; virtualize the file again."
+            )
 
     def changes(self, now: SourceRecord) -> str | None:
         """How ``now`` differs from this record, or ``None`` if the file looks unchanged.
@@ -125,4 +147,36 @@ def records_of(manifests: Iterable[ChunkManifest]) -> dict[str, SourceRecord]:
             rec = getattr(t, "record", None)
             if rec is not None:
                 out.setdefault(str(t), rec)
+    return out
+
+
+def group_with_records(group: ManifestGroup, records: Mapping[str, SourceRecord]) -> ManifestGroup:
+    """``group`` (and its subgroups) with ``records`` attached to every array's manifest."""
+    from virtualizarr.manifests.group import ManifestGroup
+
+    if not records:
+        return group
+    return ManifestGroup(
+        arrays={
+            k: type(a)(a.metadata, with_records(a.manifest, records))
+            for k, a in group.arrays.items()
+        },
+        groups={k: group_with_records(g, records) for k, g in group.groups.items()},
+        attributes=group.attributes,
+    )
+
+
+def records_from_json(doc: Any) -> dict[str, SourceRecord]:
+    """``{url: SourceRecord}`` from a ``{"sources": {...}}`` document a writer stored.
+
+    A malformed document is ignored (it only serves ``verify``), never fatal.
+    """
+    sources = doc.get("sources") if isinstance(doc, dict) else None
+    out: dict[str, SourceRecord] = {}
+    if isinstance(sources, dict):
+        for url, rec in sources.items():
+            try:
+                out[str(url)] = SourceRecord.from_json(rec)
+            except ValueError:
+                continue
     return out

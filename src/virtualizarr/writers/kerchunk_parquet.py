@@ -114,6 +114,7 @@ def _parts(
     items: Iterator[tuple[str, dict[str, Any]] | V2Array],
     record_size: int,
     categorical_threshold: int,
+    sources: dict[str, Any] | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """``(relative path, bytes)`` of every file of the layout, ``.zmetadata`` last."""
     import json
@@ -130,7 +131,9 @@ def _parts(
             pre = f"{path}/" if path else ""
             meta[f"{pre}.zgroup"] = {"zarr_format": 2}
             meta[f"{pre}.zattrs"] = attrs
-    doc = {"metadata": meta, "record_size": record_size}
+    doc: dict[str, Any] = {"metadata": meta, "record_size": record_size}
+    if sources:  # readers ignore keys they do not know; `virtualizarr verify` reads this one
+        doc["virtualizarr"] = {"sources": sources}
     yield ".zmetadata", json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
 
 
@@ -140,10 +143,11 @@ def write_parquet(
     registry: ObjectStoreRegistry | None,
     record_size: int,
     categorical_threshold: int,
+    sources: dict[str, Any] | None = None,
 ) -> None:
     """Write the parquet reference directory at ``filepath`` (local path or URL)."""
     target = os.fspath(filepath)
-    parts = _parts(items, record_size, categorical_threshold)
+    parts = _parts(items, record_size, categorical_threshold, sources)
     if is_remote(target):
         _write_remote(parts, target.rstrip("/"), registry)
         return
