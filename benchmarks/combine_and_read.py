@@ -117,7 +117,7 @@ def read_rows(ds: xr.Dataset, urls: list[str], repeat: int) -> list[tuple[str, s
             return float(d[var].mean())
 
         def mean_icechunk() -> float:
-            from virtualizarr.writers.icechunk import open_icechunk
+            from virtualizarr.readers import open_icechunk
 
             return float(open_icechunk(str(repo), chunks=None)[var].mean())
 

@@ -17,9 +17,10 @@ from obstore.store import HTTPStore, LocalStore, MemoryStore, S3Store
 from tests.conftest import HTTPServer, S3Server
 from tests.test_manifests.builders import read_zarr, v3_codecs, write_chunks
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.registry import ObjectStoreRegistry, split_url
+from virtualizarr.store import ManifestStore
 
 A, B, C = MemoryStore(), MemoryStore(), MemoryStore()
 

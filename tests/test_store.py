@@ -19,9 +19,10 @@ from zarr.core.buffer import default_buffer_prototype
 
 from tests.test_manifests.builders import expected_values, virtual_array
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 PROTO = default_buffer_prototype()
 TEMP = np.arange(4 * 6, dtype="<f4").reshape(4, 6) / 4

@@ -21,9 +21,10 @@ from zarr.core.buffer import default_buffer_prototype
 from tests.test_manifests.builders import virtual_array
 from virtualizarr.errors import ChunkReadError
 from virtualizarr.io import read_local_ranges
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 PROTO = default_buffer_prototype()
 FUSED = {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}

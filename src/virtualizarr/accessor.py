@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import xarray as xr
 
-from virtualizarr.manifests import ManifestArray, ManifestStore
+from virtualizarr.manifests import ManifestArray
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry

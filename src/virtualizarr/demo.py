@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import icechunk
 
     import virtualizarr as vz
-    from virtualizarr.writers.icechunk import open_icechunk
+    from virtualizarr.readers import open_icechunk
 
     icechunk.set_logs_filter("error")  # its local-storage concurrency warning is not for this demo
 

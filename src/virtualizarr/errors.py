@@ -12,6 +12,7 @@ __all__ = [
     "CorruptFileError",
     "InvalidManifestError",
     "ManifestConcatError",
+    "NEEDS_VALUES_HINT",
     "NeedsValuesError",
     "ParserError",
     "UnknownFormatError",
@@ -37,6 +38,14 @@ class ManifestConcatError(VirtualiZarrError, ValueError):
 
 class NeedsValuesError(VirtualiZarrError, NotImplementedError):
     """Raised when an operation needs the values of a virtual array, which are not in memory."""
+
+
+NEEDS_VALUES_HINT = (
+    "A virtual variable holds chunk references, not values. Load it instead "
+    "(open_virtual_dataset(..., loadable_variables=[name])), or read the real data with "
+    "xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3)."
+)
+"""What a :class:`NeedsValuesError` message ends with: how to get the values instead."""
 
 
 class ParserError(VirtualiZarrError, ValueError):

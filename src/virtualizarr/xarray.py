@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from virtualizarr.manifests import ManifestArray, ManifestGroup, ManifestStore
+import virtualizarr.accessor  # noqa: F401  (registers ds.vz on the datasets made here)
+from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from virtualizarr.parsers import Parser

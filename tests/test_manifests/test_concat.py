@@ -12,8 +12,9 @@ import xarray as xr
 
 from tests.test_manifests.builders import expected_values, read_zarr, virtual_array
 from virtualizarr.errors import ManifestConcatError, NeedsValuesError
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata, with_metadata
+from virtualizarr.store import ManifestStore
 
 
 def refs(shape: tuple[int, ...] = (4, 6), **meta: Any) -> ManifestArray:

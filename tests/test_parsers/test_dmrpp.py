@@ -13,9 +13,10 @@ import zarr
 
 from tests.conftest import real_files
 from virtualizarr.errors import CodecNotSupportedError, ParserError, VariableSkippedWarning
-from virtualizarr.manifests import ManifestArray, ManifestStore
+from virtualizarr.manifests import ManifestArray
 from virtualizarr.parsers import DMRPPParser, detect_parser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import ground_truth, real_file, sha256_of_values
 
 h5py = pytest.importorskip("h5py")

@@ -14,9 +14,9 @@ import zarr
 
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError, VariableSkippedWarning
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import GRIBParser, detect_parser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import ground_truth, real_file, sha256_of_values
 
 eccodes = pytest.importorskip("eccodes")

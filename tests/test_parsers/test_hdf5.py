@@ -24,10 +24,10 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrWarning,
 )
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.manifests.metadata import to_json_safe
 from virtualizarr.parsers import HDFParser, detect_parser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 
 h5py = pytest.importorskip("h5py")

@@ -15,9 +15,9 @@ import pytest
 import zarr
 
 from virtualizarr.errors import CodecNotSupportedError, UnsupportedFeatureError
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers import HDFParser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 h5py = pytest.importorskip("h5py")
 hdf5plugin = pytest.importorskip("hdf5plugin")

@@ -23,9 +23,9 @@ from tests.conftest import real_files, requires_real_data
 from tests.test_manifests.builders import virtual_array
 from tests.test_writers.test_kerchunk import assert_same_values, hdf5_virtual_dataset, nc_file  # noqa: F401
 from virtualizarr.errors import CodecNotSupportedError, ParserError, UnsupportedFeatureError
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.parsers.kerchunk import KerchunkJSONParser, KerchunkParquetParser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 from virtualizarr.writers.kerchunk import to_kerchunk
 
@@ -124,7 +124,7 @@ def test_open_virtual_dataset_detects_both_layouts(nc_file: Path, tmp_path: Path
 
 def test_old_references_rewritten_to_icechunk(nc_file: Path, tmp_path: Path) -> None:  # noqa: F811
     pytest.importorskip("icechunk")
-    from virtualizarr.writers.icechunk import open_icechunk
+    from virtualizarr.readers import open_icechunk
     from virtualizarr.xarray import open_virtual_dataset
 
     to_kerchunk(

@@ -14,11 +14,11 @@ import zarr
 
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError
-from virtualizarr.manifests import ManifestStore
 from virtualizarr.manifests.metadata import to_json_safe
 from virtualizarr.parsers import NetCDF3Parser, detect_parser
 from virtualizarr.parsers.netcdf3 import parse_header
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 
 netCDF4 = pytest.importorskip("netCDF4")

@@ -17,9 +17,10 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, Transpos
 
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
-from virtualizarr.manifests import ManifestArray, ManifestStore
+from virtualizarr.manifests import ManifestArray
 from virtualizarr.parsers import ZarrParser, detect_parser
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 from virtualizarr.testing.ground_truth import assert_values_match, ground_truth, real_file
 
 # fixed-width bytes/strings and structs have no finished Zarr v3 spec; zarr-python says so

@@ -22,10 +22,12 @@ netCDF4 = pytest.importorskip("netCDF4")
 import zarr
 
 from virtualizarr.errors import WriterError
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.writers.icechunk import open_icechunk, to_icechunk
+from virtualizarr.readers import open_icechunk
+from virtualizarr.store import ManifestStore
+from virtualizarr.writers.icechunk import to_icechunk
 from virtualizarr.xarray import dataset_from_store
 
 NX, NY = 4, 6

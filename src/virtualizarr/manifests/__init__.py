@@ -1,9 +1,12 @@
-"""The data model: chunk manifests, virtual arrays and groups, and the store over them."""
+"""The data model: chunk manifests, virtual arrays and groups.
 
-from virtualizarr.manifests.manifest import ChunkEntry, ChunkManifest  # isort: skip
-from virtualizarr.manifests.array import ManifestArray  # isort: skip
-from virtualizarr.manifests import array_api as _array_api  # noqa: F401  (registers numpy functions)
+The store that serves them to Zarr, :class:`~virtualizarr.store.ManifestStore`, sits one
+layer up (``virtualizarr.store``, also ``virtualizarr.ManifestStore``): nothing in this
+package imports the store, the I/O layer, the parsers or the writers.
+"""
+
+from virtualizarr.manifests.array import ManifestArray
 from virtualizarr.manifests.group import ManifestGroup
-from virtualizarr.store import ManifestStore
+from virtualizarr.manifests.manifest import ChunkEntry, ChunkManifest
 
-__all__ = ["ChunkEntry", "ChunkManifest", "ManifestArray", "ManifestGroup", "ManifestStore"]
+__all__ = ["ChunkEntry", "ChunkManifest", "ManifestArray", "ManifestGroup"]

@@ -8,17 +8,13 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from virtualizarr.errors import InvalidManifestError, NeedsValuesError
+from virtualizarr.errors import NEEDS_VALUES_HINT, InvalidManifestError, NeedsValuesError
+from virtualizarr.manifests.array_api import HANDLED_FUNCTIONS, metadata_mismatch, transpose
+from virtualizarr.manifests.indexing import getitem
 from virtualizarr.manifests.manifest import ChunkManifest
 from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of, metadata_from_dict
 
 __all__ = ["ManifestArray"]
-
-_NEEDS_VALUES_HINT = (
-    "A virtual variable holds chunk references, not values. Load it instead "
-    "(open_virtual_dataset(..., loadable_variables=[name])), or read the real data with "
-    "xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3)."
-)
 
 
 class ManifestArray(NDArrayOperatorsMixin):
@@ -147,15 +143,13 @@ class ManifestArray(NDArrayOperatorsMixin):
     # -- numpy protocols ---------------------------------------------------------------------
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise NeedsValuesError(f"Cannot convert {self!r} to a numpy array. {_NEEDS_VALUES_HINT}")
+        raise NeedsValuesError(f"Cannot convert {self!r} to a numpy array. {NEEDS_VALUES_HINT}")
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        from virtualizarr.manifests.array_api import HANDLED_FUNCTIONS
-
         if func not in HANDLED_FUNCTIONS:
             raise NeedsValuesError(
                 f"np.{func.__name__} is not supported on virtual arrays: it would need the "
-                f"values. {_NEEDS_VALUES_HINT}"
+                f"values. {NEEDS_VALUES_HINT}"
             )
         return HANDLED_FUNCTIONS[func](*args, **kwargs)
 
@@ -172,7 +166,7 @@ class ManifestArray(NDArrayOperatorsMixin):
         raise NeedsValuesError(
             f"np.{ufunc.__name__} needs the values of a virtual array. If xarray called it to "
             "compare variables while combining, pass compat='override' (and coords='minimal', "
-            f"data_vars='minimal') so it does not. {_NEEDS_VALUES_HINT}"
+            f"data_vars='minimal') so it does not. {NEEDS_VALUES_HINT}"
         )
 
     def __eq__(self, other: object) -> np.ndarray:  # type: ignore[override]
@@ -184,12 +178,10 @@ class ManifestArray(NDArrayOperatorsMixin):
         if not isinstance(other, ManifestArray):
             raise NeedsValuesError(
                 f"Comparing a virtual array with {type(other).__name__} needs its values. "
-                f"{_NEEDS_VALUES_HINT}"
+                f"{NEEDS_VALUES_HINT}"
             )
         if self.shape != other.shape:
             raise ValueError(f"shapes {self.shape} and {other.shape} differ")
-        from virtualizarr.manifests.array_api import metadata_mismatch
-
         same = (
             metadata_mismatch(self, other, include_shape=False) is None
             and self._manifest.elementwise_eq(other._manifest).all()
@@ -198,7 +190,7 @@ class ManifestArray(NDArrayOperatorsMixin):
             raise NeedsValuesError(
                 "These virtual arrays reference different bytes, so telling whether their values "
                 "are equal needs the values. When combining, pass compat='override' (or load the "
-                f"variable). {_NEEDS_VALUES_HINT}"
+                f"variable). {NEEDS_VALUES_HINT}"
             )
         return np.ones(self.shape, dtype=bool)
 
@@ -207,13 +199,9 @@ class ManifestArray(NDArrayOperatorsMixin):
     def astype(self, dtype: Any, /, *, copy: bool = True, **kwargs: Any) -> ManifestArray:
         if np.dtype(dtype) == self.dtype:
             return self
-        raise NeedsValuesError(
-            f"Casting {self!r} to {dtype} needs its values. {_NEEDS_VALUES_HINT}"
-        )
+        raise NeedsValuesError(f"Casting {self!r} to {dtype} needs its values. {NEEDS_VALUES_HINT}")
 
     def transpose(self, *axes: Any) -> ManifestArray:
-        from virtualizarr.manifests.array_api import transpose
-
         return transpose(
             self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes or None
         )
@@ -223,8 +211,6 @@ class ManifestArray(NDArrayOperatorsMixin):
         return self.transpose()
 
     def __getitem__(self, key: Any) -> ManifestArray:
-        from virtualizarr.manifests.indexing import getitem
-
         return getitem(self, key)
 
     def rename_paths(self, new: Any) -> ManifestArray:

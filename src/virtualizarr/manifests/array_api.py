@@ -7,17 +7,27 @@ otherwise raises an error that names the property and both values.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.codecs import TransposeCodec
 
 from virtualizarr.errors import ManifestConcatError, NeedsValuesError
-from virtualizarr.manifests.array import ManifestArray
-from virtualizarr.manifests.manifest import concatenate_manifests
+from virtualizarr.manifests.manifest import ChunkManifest, concatenate_manifests
 from virtualizarr.manifests.metadata import cf_encoding_mismatch, fill_values_equal, with_metadata
 
-__all__ = ["HANDLED_FUNCTIONS", "metadata_mismatch"]
+if TYPE_CHECKING:
+    # array.py imports this module (it dispatches to it), so the class is only named here;
+    # results are built with type(x)(metadata, manifest) from an input array.
+    from virtualizarr.manifests.array import ManifestArray
+
+__all__ = [
+    "HANDLED_FUNCTIONS",
+    "check_no_transpose",
+    "dimension_names",
+    "is_virtual",
+    "metadata_mismatch",
+]
 
 HANDLED_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
@@ -28,6 +38,11 @@ def implements(func: Callable[..., Any]) -> Callable[[Callable[..., Any]], Calla
         return impl
 
     return register
+
+
+def is_virtual(x: object) -> bool:
+    """Whether ``x`` is a virtual array (it carries a :class:`ChunkManifest`)."""
+    return isinstance(getattr(x, "manifest", None), ChunkManifest)
 
 
 def _codec_names(codecs: Sequence[Any]) -> list[Any]:
@@ -56,7 +71,7 @@ def _check_all(arrays: Sequence[Any], op: str, *, skip_axis: int | None) -> list
     if not arrays:
         raise ValueError(f"need at least one array to {op}")
     for i, arr in enumerate(arrays):
-        if not isinstance(arr, ManifestArray):
+        if not is_virtual(arr):
             raise NeedsValuesError(
                 f"Cannot {op} a virtual array with a {type(arr).__name__} (input {i}): the result "
                 "would mix references with values. Load the virtual variable, or make both virtual."
@@ -119,7 +134,7 @@ def concatenate(
     new_shape = list(arrays[0].shape)
     new_shape[axis] = sum(a.shape[axis] for a in arrays)
     manifest = concatenate_manifests([a.manifest for a in arrays], axis=axis)
-    return ManifestArray(with_metadata(arrays[0].metadata, shape=tuple(new_shape)), manifest)
+    return type(arrays[0])(with_metadata(arrays[0].metadata, shape=tuple(new_shape)), manifest)
 
 
 @implements(np.stack)
@@ -132,12 +147,12 @@ def stack(arrays: Sequence[ManifestArray], /, axis: int = 0, **kwargs: Any) -> M
     return concatenate(expanded, axis=axis) if len(expanded) > 1 else expanded[0]
 
 
-def _dimension_names(arr: ManifestArray) -> list[str | None] | None:
+def dimension_names(arr: ManifestArray) -> list[str | None] | None:
     names = arr.metadata.dimension_names
     return None if names is None else list(names)
 
 
-def _check_no_transpose(arr: ManifestArray, op: str) -> None:
+def check_no_transpose(arr: ManifestArray, op: str) -> None:
     if any(isinstance(c, TransposeCodec) for c in arr.codecs):
         raise NeedsValuesError(
             f"Cannot {op} a virtual array whose codecs include a transpose: the axes of its "
@@ -153,18 +168,18 @@ def expand_dims(x: ManifestArray, /, axis: int | Sequence[int] = 0) -> ManifestA
         raise ValueError("repeated axis")  # as numpy says (it would otherwise add both)
     out = x
     for ax in normalized:
-        _check_no_transpose(out, "add an axis to")
+        check_no_transpose(out, "add an axis to")
         shape = list(out.shape)
         chunks = list(out.chunks)
         shape.insert(ax, 1)
         chunks.insert(ax, 1)
-        names = _dimension_names(out)
+        names = dimension_names(out)
         if names is not None:
             names.insert(ax, None)
         meta = with_metadata(
             out.metadata, shape=tuple(shape), chunk_shape=chunks, dimension_names=names
         )
-        out = ManifestArray(meta, out.manifest.expand_dims(ax))
+        out = type(x)(meta, out.manifest.expand_dims(ax))
     return out
 
 
@@ -191,14 +206,12 @@ def broadcast_to(x: ManifestArray, /, shape: tuple[int, ...], **kwargs: Any) -> 
             )
         grid[ax] = new
     meta = with_metadata(out.metadata, shape=shape, chunk_shape=chunks)
-    return ManifestArray(meta, out.manifest.broadcast_to(tuple(grid)))
+    return type(x)(meta, out.manifest.broadcast_to(tuple(grid)))
 
 
 @implements(np.result_type)
 def result_type(*arrays_and_dtypes: Any) -> np.dtype:
-    return np.result_type(
-        *(a.dtype if isinstance(a, ManifestArray) else a for a in arrays_and_dtypes)
-    )
+    return np.result_type(*(a.dtype if is_virtual(a) else a for a in arrays_and_dtypes))
 
 
 @implements(np.transpose)
@@ -217,7 +230,7 @@ def transpose(x: ManifestArray, /, axes: Sequence[int] | None = None) -> Manifes
         order = [order[i] for i in prior]
     if order != list(range(x.ndim)):
         codecs.insert(0, TransposeCodec(order=order))
-    names = _dimension_names(x)
+    names = dimension_names(x)
     meta = with_metadata(
         x.metadata,
         shape=tuple(x.shape[p] for p in perm),
@@ -225,7 +238,7 @@ def transpose(x: ManifestArray, /, axes: Sequence[int] | None = None) -> Manifes
         codecs=codecs,
         dimension_names=None if names is None else [names[p] for p in perm],
     )
-    return ManifestArray(meta, x.manifest._map(lambda a: np.transpose(a, perm)))
+    return type(x)(meta, x.manifest._map(lambda a: np.transpose(a, perm)))
 
 
 @implements(np.shape)

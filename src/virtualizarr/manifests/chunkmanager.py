@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from xarray.namedarray.parallelcompat import ChunkManagerEntrypoint
 
-from virtualizarr.errors import NeedsValuesError
-from virtualizarr.manifests.array import _NEEDS_VALUES_HINT, ManifestArray
+from virtualizarr.errors import NEEDS_VALUES_HINT, NeedsValuesError
+from virtualizarr.manifests.array import ManifestArray
 
 __all__ = ["ManifestChunkManager"]
 
@@ -51,7 +51,7 @@ class ManifestChunkManager(ChunkManagerEntrypoint[ManifestArray]):
         previous_chunks: Any = None,
     ) -> Any:
         raise NeedsValuesError(
-            f"Virtual arrays cannot be rechunked: their chunks are the file's. {_NEEDS_VALUES_HINT}"
+            f"Virtual arrays cannot be rechunked: their chunks are the file's. {NEEDS_VALUES_HINT}"
         )
 
     def from_array(self, data: Any, chunks: Any, **kwargs: Any) -> ManifestArray:
@@ -61,10 +61,10 @@ class ManifestChunkManager(ChunkManagerEntrypoint[ManifestArray]):
 
     def compute(self, *data: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         raise NeedsValuesError(
-            f"This needs the values of a virtual variable. {_COMBINE_HINT} {_NEEDS_VALUES_HINT}"
+            f"This needs the values of a virtual variable. {_COMBINE_HINT} {NEEDS_VALUES_HINT}"
         )
 
     def apply_gufunc(self, func: Any, signature: str, *args: Any, **kwargs: Any) -> Any:
         raise NeedsValuesError(
-            f"Computing on a virtual variable needs its values. {_NEEDS_VALUES_HINT}"
+            f"Computing on a virtual variable needs its values. {NEEDS_VALUES_HINT}"
         )

@@ -5,14 +5,17 @@ chunks, so the result is again a set of references."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualizarr.errors import NeedsValuesError
-from virtualizarr.manifests.array import _NEEDS_VALUES_HINT, ManifestArray
-from virtualizarr.manifests.array_api import _check_no_transpose, _dimension_names
+from virtualizarr.errors import NEEDS_VALUES_HINT, NeedsValuesError
+from virtualizarr.manifests.array_api import check_no_transpose, dimension_names
 from virtualizarr.manifests.metadata import with_metadata
+
+if TYPE_CHECKING:
+    # array.py imports this module; the result is built with type(arr)(metadata, manifest)
+    from virtualizarr.manifests.array import ManifestArray
 
 __all__ = ["getitem"]
 
@@ -39,7 +42,7 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
     """Select whole chunks of ``arr``; anything else raises NeedsValuesError."""
     key = _expand_key(key, arr.ndim)
     shape, chunks, grid_key = [], [], []
-    names = _dimension_names(arr)
+    names = dimension_names(arr)
     new_names: list[str | None] = []
     changes_axes = False
     axis = 0
@@ -60,7 +63,7 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
             if c != 1:
                 raise NeedsValuesError(
                     f"Cannot take index {k} on axis {axis} of a virtual array whose chunks there "
-                    f"have length {c}: only whole chunks can be selected. {_NEEDS_VALUES_HINT}"
+                    f"have length {c}: only whole chunks can be selected. {NEEDS_VALUES_HINT}"
                 )
             grid_key.append(i)
             changes_axes = True
@@ -68,7 +71,7 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
             start, stop, step = k.indices(n)
             if step != 1:
                 raise NeedsValuesError(
-                    f"Cannot take a slice with step {step} of a virtual array. {_NEEDS_VALUES_HINT}"
+                    f"Cannot take a slice with step {step} of a virtual array. {NEEDS_VALUES_HINT}"
                 )
             stop = max(stop, start)
             if stop == start:  # an empty selection holds no chunks, aligned or not
@@ -77,7 +80,7 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
                 raise NeedsValuesError(
                     f"Slice {start}:{stop} on axis {axis} does not fall on chunk boundaries "
                     f"(chunk length {c}); only whole chunks of a virtual array can be selected. "
-                    f"{_NEEDS_VALUES_HINT}"
+                    f"{NEEDS_VALUES_HINT}"
                 )
             shape.append(stop - start)
             chunks.append(c)
@@ -86,15 +89,15 @@ def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
         else:
             raise NeedsValuesError(
                 f"Cannot index a virtual array with {type(k).__name__}; only chunk-aligned slices, "
-                f"integers and None are supported. {_NEEDS_VALUES_HINT}"
+                f"integers and None are supported. {NEEDS_VALUES_HINT}"
             )
         axis += 1
     if changes_axes:
-        _check_no_transpose(arr, "add or drop axes of")
+        check_no_transpose(arr, "add or drop axes of")
     meta = with_metadata(
         arr.metadata,
         shape=tuple(shape),
         chunk_shape=chunks,
         dimension_names=None if names is None else new_names,
     )
-    return ManifestArray(meta, arr.manifest[tuple(grid_key)])
+    return type(arr)(meta, arr.manifest[tuple(grid_key)])

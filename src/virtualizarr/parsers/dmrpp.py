@@ -28,9 +28,10 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
 )
 from virtualizarr.io import file_size, read_range
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry

@@ -16,7 +16,7 @@ class Parser(Protocol):
     """A parser is constructed with its options and called with a URL and a registry.
 
     It reads only metadata (through the registry's object store, so remote files work)
-    and returns a :class:`~virtualizarr.manifests.ManifestStore` of the whole file.
+    and returns a :class:`~virtualizarr.store.ManifestStore` of the whole file.
 
     >>> # store = HDFParser(drop_variables=["x"])("s3://bucket/file.nc", registry)
     >>> # xr.open_zarr(store, consolidated=False, zarr_format=3)

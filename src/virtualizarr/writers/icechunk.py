@@ -1,4 +1,4 @@
-"""Write virtual datasets into Icechunk repositories, and read them back.
+"""Write virtual datasets into Icechunk repositories (`virtualizarr.open_icechunk` reads them).
 
 Virtual variables become Zarr arrays whose chunks are *virtual references* (URL, offset,
 length) into the original files, set in bulk with Icechunk's columnar API
@@ -33,10 +33,8 @@ from virtualizarr.writers._icechunk_plan import (
     plan_array,
 )
 from virtualizarr.writers._icechunk_repo import (
-    credentials_for,
     referenced_urls,
     repository_for_write,
-    storage_for,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +43,7 @@ if TYPE_CHECKING:
 
     from icechunk import IcechunkStore, Repository
 
-__all__ = ["open_icechunk", "to_icechunk"]
+__all__ = ["to_icechunk"]
 
 
 def to_icechunk(
@@ -292,45 +290,3 @@ def _write_loaded(
         appending = append_dim if append_dim is not None and append_dim in sub.dims else None
         xr_to_icechunk(sub, session, group=group, mode="a", append_dim=appending)
 
-
-def open_icechunk(
-    path_or_url: str | os.PathLike[str],
-    *,
-    branch: str = "main",
-    group: str | None = None,
-    snapshot_id: str | None = None,
-    chunks: Any = None,
-) -> xr.Dataset:
-    """Open an Icechunk repository as an xarray Dataset, its virtual chunk containers authorized.
-
-    Parameters
-    ----------
-    path_or_url
-        Local path or ``s3://bucket/prefix`` of the repository.
-    branch, snapshot_id
-        What to read: the tip of ``branch``, or a snapshot.
-    group
-        Zarr group to open; the root by default.
-    chunks
-        Passed to ``xr.open_dataset``: None for lazy numpy-backed variables, ``{}`` for dask.
-
-    Examples
-    --------
-    >>> # ds = open_icechunk("/data/repo"); ds["air"].mean().values
-    """
-    import icechunk
-
-    storage = storage_for(str(os.fspath(path_or_url)))
-    config = icechunk.Repository.fetch_config(storage)
-    containers = (config.virtual_chunk_containers or {}).values() if config else []
-    auth = icechunk.containers_credentials(
-        {c.url_prefix: credentials_for(c.url_prefix) for c in containers}
-    )
-    repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=auth)
-    if snapshot_id is not None:
-        session = repo.readonly_session(snapshot_id=snapshot_id)
-    else:
-        session = repo.readonly_session(branch=branch)
-    return xr.open_dataset(
-        session.store, engine="zarr", group=group, consolidated=False, zarr_format=3, chunks=chunks
-    )

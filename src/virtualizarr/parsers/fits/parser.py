@@ -34,13 +34,14 @@ import numpy as np
 
 from virtualizarr.errors import ParserError, VariableSkippedWarning
 from virtualizarr.io import open_reader, read_range
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.fits.tables import (
     bintable_group,
     compressed_image_array,
     header_attributes,
 )
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry

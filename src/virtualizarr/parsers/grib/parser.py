@@ -33,11 +33,12 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
 )
 from virtualizarr.io import read_range
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.grib.coords import axis_attrs, geography, inline_array
 from virtualizarr.parsers.grib.scan import Message, scan_messages
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry

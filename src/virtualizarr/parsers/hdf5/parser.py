@@ -24,11 +24,12 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrError,
 )
-from virtualizarr.manifests import ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.parsers.hdf5.netcdf import DimensionNamer, read_attributes, variable_name
 from virtualizarr.parsers.hdf5.objects import Objects
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     import h5py

@@ -29,10 +29,11 @@ from virtualizarr.errors import (
     UnsupportedFeatureError,
     VirtualiZarrError,
 )
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, with_metadata
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from zarr.core.metadata.v3 import ArrayV3Metadata

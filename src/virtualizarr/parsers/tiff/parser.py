@@ -32,10 +32,11 @@ import numpy as np
 
 from virtualizarr.errors import CodecNotSupportedError, ParserError, UnsupportedFeatureError
 from virtualizarr.io import open_reader
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_safe
 from virtualizarr.parsers.tiff.geo import coordinate_arrays, geo_attributes, page_transform
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from tifffile import TiffPage

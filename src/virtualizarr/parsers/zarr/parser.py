@@ -22,11 +22,12 @@ from virtualizarr.errors import (
     UnsupportedFeatureError,
     VariableSkippedWarning,
 )
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
 from virtualizarr.parsers.zarr_v2.source import ZarrSource
 from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
     from zarr.core.metadata.v3 import ArrayV3Metadata
