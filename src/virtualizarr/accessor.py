@@ -61,7 +61,7 @@ class VirtualiZarrDatasetAccessor:
 
         >>> # xr.open_zarr(ds.vz.to_store(), consolidated=False, zarr_format=3)
         """
-        from virtualizarr.xarray import dataset_to_group
+        from virtualizarr.conversion import dataset_to_group
 
         return ManifestStore(dataset_to_group(self._ds), registry=registry)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 import virtualizarr.accessor  # noqa: F401  (registers ds.vz on the datasets made here)
+from virtualizarr.conversion import (
+    dataset_from_group,
+    dataset_to_group,
+    default_loadable,
+    dims_of,
+)
 from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.registry import ObjectStoreRegistry
@@ -17,10 +23,12 @@ from virtualizarr.store import ManifestStore
 if TYPE_CHECKING:
     from virtualizarr.parsers import Parser
 
-__all__ = ["dataset_from_store", "open_virtual_dataset", "open_virtual_datatree"]
-
-# xarray moves these from attributes to encoding when it decodes a file
-_COORDINATES_ATTR = "coordinates"
+__all__ = [
+    "dataset_from_store",
+    "dataset_to_group",  # lives in virtualizarr.conversion; kept importable from here
+    "open_virtual_dataset",
+    "open_virtual_datatree",
+]
 
 
 def _parse(
@@ -52,25 +60,6 @@ def _subgroup(group: ManifestGroup, path: str | None, url: str) -> ManifestGroup
     return node
 
 
-def _default_loadable(group: ManifestGroup) -> list[str]:
-    """1-D dimension coordinates: arrays named like their only dimension."""
-    names = []
-    for name, arr in group.arrays.items():
-        dims = arr.metadata.dimension_names
-        if arr.ndim == 1 and dims is not None and dims[0] == name:
-            names.append(name)
-    return names
-
-
-def _dims_of(name: str, arr: ManifestArray) -> tuple[str, ...]:
-    dims = arr.metadata.dimension_names
-    if dims is None or any(d is None for d in dims):
-        raise ValueError(
-            f"Array {name!r} has no dimension names; the parser must set them (zarr dimension_names)."
-        )
-    return tuple(str(d) for d in dims)
-
-
 def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
     """Values of several arrays of ``store``, read together (no zarr.json reads)."""
     from virtualizarr.manifests.values import read_arrays
@@ -78,21 +67,29 @@ def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
     return read_arrays(store, names)
 
 
-def _load_variables(
-    group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str], decode_times: bool | None
+def read_raw_variables(
+    group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str]
 ) -> dict[str, xr.Variable]:
-    """Read ``names`` through a ManifestStore and CF-decode them as xr.open_dataset would."""
+    """The stored (not yet CF-decoded) values of ``names`` as Variables with their attributes."""
     if not names:
         return {}
     store = ManifestStore(
         ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
     )
-    raw = {
+    return {
         n: xr.Variable(
-            _dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
+            dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
         )
         for n, values in zip(names, _read_arrays(store, names))
     }
+
+
+def decode_variables(
+    raw: dict[str, xr.Variable], decode_times: bool | None
+) -> dict[str, xr.Variable]:
+    """CF-decode loaded variables as ``xr.open_dataset`` would."""
+    if not raw:
+        return {}
     # What xr.decode_cf does, without building (and indexing) a Dataset around it.
     # None means "xarray's default", which for decode_times is spelled True.
     decoded, _, _ = xr.conventions.decode_cf_variables(
@@ -103,6 +100,24 @@ def _load_variables(
         mask_and_scale=True,
     )
     return decoded
+
+
+def select_variables(
+    node: ManifestGroup,
+    drop_variables: Iterable[str] | None,
+    loadable_variables: Iterable[str] | None,
+    source: str | None,
+) -> tuple[dict[str, ManifestArray], list[str]]:
+    """The arrays kept after ``drop_variables``, and which of them to load."""
+    drop = set(drop_variables or ())
+    arrays = {k: v for k, v in node.arrays.items() if k not in drop}
+    missing = set(loadable_variables or ()) - set(arrays)
+    if missing and loadable_variables is not None:
+        raise ValueError(
+            f"loadable_variables {sorted(missing)} are not variables of {source or 'the file'}"
+        )
+    load = default_loadable(node) if loadable_variables is None else list(loadable_variables)
+    return arrays, [n for n in load if n in arrays]
 
 
 def dataset_from_store(
@@ -119,50 +134,9 @@ def dataset_from_store(
     >>> # ds = dataset_from_store(HDFParser()(url, registry), loadable_variables=["time"])
     """
     node = _subgroup(store.group, group, source or "store")
-    drop = set(drop_variables or ())
-    arrays = {k: v for k, v in node.arrays.items() if k not in drop}
-    missing = set(loadable_variables or ()) - set(arrays)
-    if missing and loadable_variables is not None:
-        raise ValueError(
-            f"loadable_variables {sorted(missing)} are not variables of {source or 'the file'}"
-        )
-    load = _default_loadable(node) if loadable_variables is None else list(loadable_variables)
-    load = [n for n in load if n in arrays]
-    loaded = _load_variables(node, store.registry, load, decode_times)
-
-    variables: dict[Hashable, xr.Variable] = {}
-    coord_names: set[str] = set()
-    for name, arr in arrays.items():
-        if name in load:
-            var = loaded[name]
-        else:
-            attrs = {k: v for k, v in arr.metadata.attributes.items() if k != "_ARRAY_DIMENSIONS"}
-            encoding = {}
-            if _COORDINATES_ATTR in attrs:
-                encoding[_COORDINATES_ATTR] = attrs.pop(_COORDINATES_ATTR)
-            var = xr.Variable(_dims_of(name, arr), arr, attrs=attrs, encoding=encoding)
-        variables[name] = var
-        coords_attr = var.encoding.get(_COORDINATES_ATTR) or var.attrs.get(_COORDINATES_ATTR)
-        if isinstance(coords_attr, str):
-            coord_names.update(coords_attr.split())
-    global_attrs = dict(node.attributes)
-    if isinstance(global_attrs.get(_COORDINATES_ATTR), str):
-        coord_names.update(global_attrs.pop(_COORDINATES_ATTR).split())
-    for name, var in variables.items():
-        if name in var.dims:
-            coord_names.add(str(name))
-    coord_names &= {str(n) for n in variables}
-
-    # Index only loaded 1-D dimension coordinates: an index of a virtual variable would need its values.
-    indexed = {n for n in coord_names if n in load and variables[n].dims == (n,)}
-    data_vars = {n: v for n, v in variables.items() if n not in coord_names}
-    ds = xr.Dataset(data_vars, coords={n: variables[n] for n in indexed}, attrs=global_attrs)
-    virtual_coords = {n: variables[n] for n in coord_names - indexed}
-    if virtual_coords:
-        ds = ds.assign_coords(xr.Coordinates(virtual_coords, indexes={}))
-    if source is not None:
-        ds.encoding["source"] = source
-    return ds
+    arrays, load = select_variables(node, drop_variables, loadable_variables, source)
+    loaded = decode_variables(read_raw_variables(node, store.registry, load), decode_times)
+    return dataset_from_group(arrays, node.attributes, loaded, source=source)
 
 
 def open_virtual_dataset(
@@ -253,102 +227,3 @@ def open_virtual_datatree(
     tree = xr.DataTree.from_dict(datasets)
     tree.encoding["source"] = url
     return tree
-
-
-def _inline_array(name: str, var: xr.Variable) -> ManifestArray:
-    """A loaded variable as a ManifestArray holding its CF-encoded values in one inlined chunk."""
-    import numpy as np
-
-    from virtualizarr.manifests import ChunkManifest
-    from virtualizarr.manifests.metadata import create_v3_array_metadata
-
-    encoded = xr.conventions.encode_cf_variable(
-        var.variable if hasattr(var, "variable") else var, name=name
-    )
-    # ascontiguousarray makes 0-d arrays 1-d: keep the variable's shape
-    values = np.ascontiguousarray(np.asarray(encoded.values)).reshape(encoded.shape)
-    attrs = dict(encoded.attrs)
-    if values.dtype.kind in "OU":
-        # text as fixed-width UTF-8 bytes; xarray decodes it back to str through _Encoding
-        if values.dtype.kind == "O" and not all(isinstance(v, str) for v in values.ravel()):
-            raise TypeError(
-                f"Variable {name!r} holds Python objects other than str, which cannot be stored "
-                "as an inlined chunk; drop it or convert it to a numeric or string dtype."
-            )
-        values = np.char.encode(values.astype(str), "utf-8")
-        values = values.astype(f"S{max(values.dtype.itemsize, 1)}")
-        attrs["_Encoding"] = "utf-8"
-    meta = create_v3_array_metadata(
-        shape=values.shape,
-        data_type=values.dtype,
-        chunk_shape=values.shape or (),
-        attributes=attrs,
-        dimension_names=[str(d) for d in encoded.dims],
-    )
-    grid = tuple(1 for _ in values.shape)
-    if values.size == 0:
-        return ManifestArray(
-            meta, ChunkManifest.empty(tuple(0 if s == 0 else 1 for s in values.shape))
-        )
-    ids = np.zeros(grid, dtype=np.uint32)
-    manifest = ChunkManifest.from_path_ids(
-        table=[values.tobytes()],
-        ids=ids,
-        offsets=np.zeros(grid),
-        lengths=np.full(grid, values.nbytes),
-    )
-    return ManifestArray(meta, manifest)
-
-
-def _coordinates_attrs(ds: xr.Dataset) -> tuple[dict[Hashable, str], list[str]]:
-    """CF ``coordinates`` attributes: per data variable, and the global leftovers."""
-    non_dim = [str(c) for c in ds.coords if c not in ds.dims]
-    per_var: dict[Hashable, str] = {}
-    used: set[str] = set()
-    for name, var in ds.data_vars.items():
-        mine = [c for c in non_dim if set(ds[c].dims) <= set(var.dims)]
-        if mine:
-            per_var[name] = " ".join(mine)
-            used.update(mine)
-    return per_var, [c for c in non_dim if c not in used]
-
-
-def dataset_to_group(ds: xr.Dataset) -> ManifestGroup:
-    """The inverse of :func:`dataset_from_store`: a ManifestGroup for a (combined) virtual dataset.
-
-    Virtual variables keep their references with the Dataset's current attributes and
-    dimension names; loaded variables are CF-encoded and held as inlined chunks.
-
-    >>> # store = ManifestStore(dataset_to_group(ds))
-    """
-    from virtualizarr.manifests.metadata import with_metadata
-
-    per_var, global_coords = _coordinates_attrs(ds)
-    arrays: dict[str, ManifestArray] = {}
-    for name, var in ds.variables.items():
-        if isinstance(var.data, ManifestArray):
-            attrs = dict(var.attrs)
-            coords_attr = per_var.get(name) or var.encoding.get(_COORDINATES_ATTR)
-            if coords_attr:
-                attrs[_COORDINATES_ATTR] = coords_attr
-            meta = with_metadata(
-                var.data.metadata, attributes=attrs, dimension_names=[str(d) for d in var.dims]
-            )
-            arrays[str(name)] = ManifestArray(meta, var.data.manifest)
-        else:
-            var = var.copy(deep=False)
-            if name in per_var:
-                var.encoding[_COORDINATES_ATTR] = per_var[name]
-            arrays[str(name)] = _inline_array(str(name), var)
-            if name in per_var:
-                meta = arrays[str(name)].metadata
-                arrays[str(name)] = ManifestArray(
-                    with_metadata(
-                        meta, attributes={**meta.attributes, _COORDINATES_ATTR: per_var[name]}
-                    ),
-                    arrays[str(name)].manifest,
-                )
-    attrs = dict(ds.attrs)
-    if global_coords:
-        attrs[_COORDINATES_ATTR] = " ".join(global_coords)
-    return ManifestGroup(arrays=arrays, attributes=attrs)

@@ -36,6 +36,7 @@ from virtualizarr.errors import CodecNotSupportedError, WriterError
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import fill_values_equal, to_json_safe
+from virtualizarr.manifests.sources import records_of
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -460,19 +461,23 @@ def to_kerchunk(
     """
     _check_options(filepath, format, record_size)
     group = ds if isinstance(ds, ManifestGroup) else _group_of(ds)
+    sources = sources_doc(group)
     items = v2_arrays(group, registry=registry, inline_threshold=inline_threshold)
     if format == "dict":
         refs: dict[str, Any] = {}
         for item in items:
             refs.update(dict_entries(item) if isinstance(item, V2Array) else _group_entries(*item))
-        return {"version": 1, "refs": refs}
+        out: dict[str, Any] = {"version": 1, "refs": refs}
+        if sources:
+            out["virtualizarr"] = {"sources": sources}
+        return out
     assert filepath is not None
     if format == "json":
-        _write_json(items, filepath, registry)
+        _write_json(items, filepath, registry, sources)
     else:
         from virtualizarr.writers.kerchunk_parquet import write_parquet
 
-        write_parquet(items, filepath, registry, record_size, categorical_threshold)
+        write_parquet(items, filepath, registry, record_size, categorical_threshold, sources)
     return None
 
 
@@ -491,12 +496,25 @@ def _check_options(filepath: Any, format: str, record_size: int) -> None:
 
 
 def _group_of(ds: xr.Dataset) -> ManifestGroup:
-    from virtualizarr.xarray import dataset_to_group
+    from virtualizarr.conversion import dataset_to_group
 
     return dataset_to_group(ds)
 
 
-def _json_pieces(items: Iterator[tuple[str, dict[str, Any]] | V2Array]) -> Iterator[str]:
+def sources_doc(group: ManifestGroup) -> dict[str, Any]:
+    """``{url: {"size", "etag"?, "mtime"?}}`` of the sources recorded at parse time.
+
+    Written beside the references (a top-level ``"virtualizarr"`` key, which fsspec and
+    other readers ignore) so ``virtualizarr verify`` can tell a changed source file.
+    """
+    arrays = (n for _, n in group.walk() if isinstance(n, ManifestArray))
+    recs = records_of(a.manifest for a in arrays)
+    return {url: recs[url].to_json() for url in sorted(recs)}
+
+
+def _json_pieces(
+    items: Iterator[tuple[str, dict[str, Any]] | V2Array], sources: dict[str, Any] | None = None
+) -> Iterator[str]:
     yield '{"version":1,"refs":{'
     first = True
     for item in items:
@@ -508,20 +526,28 @@ def _json_pieces(items: Iterator[tuple[str, dict[str, Any]] | V2Array]) -> Itera
             )
         yield text if first else "," + text
         first = False
-    yield "}}"
+    yield "}"
+    if sources:
+        yield ',"virtualizarr":' + json.dumps({"sources": sources}, separators=(",", ":"))
+    yield "}"
 
 
-def _write_json(items: Iterator[Any], filepath: str | os.PathLike[str], registry: Any) -> None:
+def _write_json(
+    items: Iterator[Any],
+    filepath: str | os.PathLike[str],
+    registry: Any,
+    sources: dict[str, Any] | None = None,
+) -> None:
     target = os.fspath(filepath)
     if is_remote(target):
-        data = "".join(_json_pieces(items)).encode()  # one PUT: atomic on object stores
+        data = "".join(_json_pieces(items, sources)).encode()  # one PUT: atomic on object stores
         put_object(target, data, registry)
         return
     path = local_path(target)
     tmp = temp_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(_json_pieces(items))
+            f.writelines(_json_pieces(items, sources))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
