@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +36,8 @@ from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import fill_values_equal, to_json_safe
 from virtualizarr.manifests.sources import records_of
+from virtualizarr.writers.kerchunk_parquet import write_parquet
+from virtualizarr.writers.output import is_remote, local_path, put_object, temp_name
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -475,8 +476,6 @@ def to_kerchunk(
     if format == "json":
         _write_json(items, filepath, registry, sources)
     else:
-        from virtualizarr.writers.kerchunk_parquet import write_parquet
-
         write_parquet(items, filepath, registry, record_size, categorical_threshold, sources)
     return None
 
@@ -553,33 +552,3 @@ def _write_json(
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-# -- where output goes ---------------------------------------------------------------------
-
-
-def is_remote(target: str) -> bool:
-    return "://" in target and not target.startswith("file://")
-
-
-def local_path(target: str) -> str:
-    target = target.removeprefix("file://")
-    return os.path.abspath(os.path.expanduser(target))
-
-
-def temp_name(path: str) -> str:
-    """A hidden sibling of ``path``, so the final rename stays on one filesystem."""
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:12]}")
-
-
-def put_object(url: str, data: bytes, registry: ObjectStoreRegistry | None) -> None:
-    import obstore
-
-    from virtualizarr.registry import ObjectStoreRegistry
-
-    store, key = (registry or ObjectStoreRegistry()).resolve(url)
-    try:
-        obstore.put(store, key, data)
-    except Exception as e:  # obstore has its own error hierarchy
-        raise WriterError(f"Cannot write {url}: {type(e).__name__}: {e}") from e

@@ -23,19 +23,16 @@ import numpy as np
 
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests.manifest import MISSING
-from virtualizarr.writers.kerchunk import (
-    V2Array,
-    is_remote,
-    local_path,
-    put_object,
-    temp_name,
-)
+from virtualizarr.writers.output import is_remote, local_path, put_object, temp_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from virtualizarr.manifests import ChunkManifest
     from virtualizarr.registry import ObjectStoreRegistry
+
+    # kerchunk.py calls this module, so its array type is only named here
+    from virtualizarr.writers.kerchunk import V2Array
 
 __all__ = ["parquet_records", "write_parquet"]
 
@@ -121,7 +118,7 @@ def _parts(
 
     meta: dict[str, Any] = {}
     for item in items:
-        if isinstance(item, V2Array):
+        if not isinstance(item, tuple):  # a V2Array; groups come as (path, attrs)
             meta[f"{item.path}/.zarray"] = item.zarray
             meta[f"{item.path}/.zattrs"] = item.zattrs
             for rec, data in parquet_records(item.manifest, record_size, categorical_threshold):
