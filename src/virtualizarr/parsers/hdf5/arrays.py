@@ -15,24 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from virtualizarr.conversion import single_chunk_manifest
 from virtualizarr.errors import CodecNotSupportedError, CorruptFileError, UnsupportedFeatureError
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.parsers.hdf5.chunks import (
-    chunk_grid_manifest,
-    read_chunk_index,
-    trimmed_chunk_shape,
-)
-from virtualizarr.parsers.hdf5.dtypes import TypeInfo, classify
-from virtualizarr.parsers.hdf5.filters import UnsupportedFilter, codecs_for_filters, read_filters
-from virtualizarr.parsers.hdf5.inline import encode_chunk, inline_chunk_shape, single_chunk_manifest
+from virtualizarr.parsers.hdf5.chunks import chunk_grid_manifest, trimmed_chunk_shape
+from virtualizarr.parsers.hdf5.dtypes import TypeInfo
+from virtualizarr.parsers.hdf5.filters import UnsupportedFilter, codecs_for_filters
+from virtualizarr.parsers.hdf5.inline import encode_chunk, inline_chunk_shape
 from virtualizarr.parsers.hdf5.netcdf import read_attributes
-from virtualizarr.parsers.hdf5.objects import ndim
+from virtualizarr.parsers.hdf5.nodes import DatasetNode, Storage
 from virtualizarr.parsers.hdf5.parser import skip
 
 if TYPE_CHECKING:
-    import h5py
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
     from virtualizarr.parsers.hdf5.parser import _Context
@@ -50,7 +46,7 @@ class _Var:
     """Everything known about one dataset while its array is built."""
 
     ctx: _Context
-    dset: h5py.Dataset
+    dset: DatasetNode
     path: str
     info: TypeInfo
     shape: tuple[int, ...]
@@ -66,20 +62,23 @@ class _Var:
         return tuple(int(s) for s in self.dset.shape)
 
     @property
+    def objects(self) -> Any:
+        """The engine that answers for the dataset (h5py's or our reader's)."""
+        return self.ctx.objects
+
+    @property
     def where(self) -> str:
         return f"{self.ctx.url}: variable {self.path!r}"
 
     @cached_property
-    def dcpl(self) -> Any:
-        """The dataset creation property list (layout, filters, fill value)."""
-        return self.dset.id.get_create_plist()
+    def storage(self) -> Storage:
+        """Layout, chunk shape, filters, address (the dataset's creation properties)."""
+        return self.objects.storage(self.dset)
 
     @property
     def fillvalue(self) -> Any:
-        """``dset.fillvalue`` from the property list already open."""
-        arr = np.zeros((1,), dtype=self.h5dtype)
-        self.dcpl.get_fill_value(arr)
-        return arr[0]
+        """``dset.fillvalue``: HDF5's fill value as a scalar of h5py's dtype."""
+        return self.objects.fill_value(self.dset, self.h5dtype)
 
     def fill_value(self) -> Any:
         fv = self.fillvalue
@@ -98,10 +97,10 @@ class _Var:
         )
 
 
-def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> ManifestArray | None:
+def build_array(ctx: _Context, dset: DatasetNode, path: str, group: str) -> ManifestArray | None:
     """The virtual array of ``dset``, or None (with a warning) when it cannot be represented."""
     try:
-        info, h5dtype = classify(dset)
+        info, h5dtype = ctx.objects.classify(dset)
         if info.kind == "skip":
             skip(ctx, path, info.reason)
             return None
@@ -124,20 +123,18 @@ def build_array(ctx: _Context, dset: h5py.Dataset, path: str, group: str) -> Man
 
 
 def _referenced(var: _Var) -> ManifestArray | None:
-    from h5py import h5d
-
-    dcpl = var.dcpl
-    layout = dcpl.get_layout()
-    if layout == h5d.VIRTUAL:
+    storage = var.storage
+    layout = storage.layout
+    if layout == "virtual":
         return _inline_or_skip(var, "it is a virtual dataset (VDS)")
-    if dcpl.get_external_count():
+    if storage.external:
         return _inline_or_skip(var, "its data is in external raw files")
-    if layout == h5d.COMPACT:  # data lives in the object header: at most 64 KiB
+    if layout == "compact":  # data lives in the object header: at most 64 KiB
         return _inline(var)
-    if layout == h5d.CONTIGUOUS:
+    if layout == "contiguous":
         return _contiguous(var)
-    if layout == h5d.CHUNKED:
-        return _chunked(var, dcpl)
+    if layout == "chunked":
+        return _chunked(var, storage)
     return _inline_or_skip(var, f"its storage layout ({layout}) is unknown")
 
 
@@ -155,7 +152,7 @@ def _check_extent(var: _Var, manifest: ChunkManifest) -> None:
 
 def _contiguous(var: _Var) -> ManifestArray:
     nbytes = math.prod(var.shape) * var.info.dtype.itemsize
-    offset = var.dset.id.get_offset()  # None when no storage was ever allocated
+    offset = var.storage.offset  # None when no storage was ever allocated
     grid = tuple(1 if s else 0 for s in var.shape)
     present = offset is not None and nbytes > 0
     manifest = ChunkManifest.from_path_ids(
@@ -168,14 +165,14 @@ def _contiguous(var: _Var) -> ManifestArray:
     return ManifestArray(var.metadata(inline_chunk_shape(var.shape), []), manifest)
 
 
-def _chunked(var: _Var, dcpl: Any) -> ManifestArray | None:
-    dtype, chunks = var.info.dtype, tuple(int(c) for c in dcpl.get_chunk())
-    filters = read_filters(dcpl)
+def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
+    dtype, chunks = var.info.dtype, tuple(storage.chunks or ())
+    filters = storage.filters
     try:
         codecs = codecs_for_filters(filters, dtype)
     except UnsupportedFilter as e:
         return _unsupported_filter(var, e)
-    index = read_chunk_index(var.dset.id, ndim(var.dset))
+    index = var.objects.chunk_index(var.dset)
     if len(index) and int((index.addresses + index.sizes).max()) > var.ctx.file_size:
         raise CorruptFileError(
             f"{var.where} has chunks up to byte {int((index.addresses + index.sizes).max())} "
@@ -259,7 +256,7 @@ def _reencode(
             continue
         values = np.full(chunks, metadata.fill_value, dtype=dtype)
         try:
-            values[tuple(slice(0, s.stop - s.start) for s in sel)] = var.dset[sel]
+            values[tuple(slice(0, s.stop - s.start) for s in sel)] = var.objects.read(var.dset, sel)
         except OSError as e:  # the filter is in the pipeline but HDF5 has no plugin for it
             raise CodecNotSupportedError(
                 f"{var.where}: chunk {list(idx)} must be re-encoded from its values, but HDF5 "
@@ -306,11 +303,10 @@ def _inline_or_skip(var: _Var, reason: str) -> ManifestArray | None:
 def _read_values(var: _Var) -> np.ndarray:
     """The values as HDF5 decodes them, padded with the fill value to the netCDF shape."""
     if var.info.kind == "vlen_str":
-        values = np.asarray(var.dset.asstr(errors="replace")[()], dtype=object)
-        values = values.astype(var.info.dtype)
+        values = var.objects.read_strings(var.dset).astype(var.info.dtype)
         fill: Any = ""
     else:
-        values = np.asarray(var.dset[()]).astype(var.info.dtype)
+        values = var.objects.read(var.dset, ()).astype(var.info.dtype)
         fill = var.fill_value()
     if values.shape != var.shape:
         padded = np.full(var.shape, fill if fill is not None else 0, dtype=var.info.dtype)

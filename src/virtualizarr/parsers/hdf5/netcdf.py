@@ -26,7 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import VirtualiZarrWarning
 from virtualizarr.manifests.metadata import to_json_safe
-from virtualizarr.parsers.hdf5.objects import AttrTable, Objects, ndim
+from virtualizarr.parsers.hdf5.nodes import DatasetNode, GroupNode, is_empty, is_reference
 
 __all__ = ["HIDDEN_ATTRS", "DimensionNamer", "netcdf_keys", "read_attributes", "variable_name"]
 
@@ -61,7 +61,7 @@ _NETCDF_KEYS = frozenset(
 )
 
 
-def netcdf_keys(attrs: AttrTable, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
+def netcdf_keys(attrs: Any, keys: frozenset[str] = _NETCDF_KEYS) -> dict[str, Any]:
     """The netCDF/dimension-scale bookkeeping attributes that an object has.
 
     ``attrs`` is the object's :class:`~virtualizarr.parsers.hdf5.objects.AttrTable`.
@@ -108,54 +108,54 @@ class DimensionNamer:
     Groups must be visited parents first (:meth:`visit_group`), in the order xarray
     would open them, because phony dimension numbers count up across groups.
 
-    >>> # namer = DimensionNamer(h5file); namer.visit_group(h5file)
-    >>> # namer.dimensions(h5file["temp"])  -> ("time", "lat", "lon")
+    ``objects`` is the engine (:class:`~virtualizarr.parsers.hdf5.objects.Objects` for
+    h5py or :class:`~virtualizarr.parsers.hdf5.own.OwnObjects`), which hands out the nodes.
+
+    >>> # namer = DimensionNamer(objects); namer.visit_group(objects.get("/"))
+    >>> # namer.dimensions(objects.get("/temp"), "/")  -> ("time", "lat", "lon")
     """
 
-    def __init__(self, h5file: Any, objects: Objects | None = None) -> None:
-        self._file = h5file
-        self._objects = objects if objects is not None else Objects()
+    def __init__(self, objects: Any) -> None:
+        self._objects = objects
         self._groups: dict[str, dict[str, _Dim]] = {}
         self._phony_count = 0
         self._dim_count = -1
         self._info: dict[Any, dict[str, Any]] = {}
-        # dimension scale (h5py ObjectID, which hashes by object) -> name; resolving a
-        # reference's path with h5py's .name searches the whole file, so do it only once
+        # dimension scale (node key, which hashes by object) -> name; resolving a
+        # reference's path searches the whole file, so do it only once
         self._scale_names: dict[Any, str] = {}
 
-    def _keys(self, dset: Any) -> dict[str, Any]:
-        info = self._info.get(dset.id)
+    def _keys(self, dset: DatasetNode) -> dict[str, Any]:
+        info = self._info.get(dset.key)
         if info is None:
-            info = self._info[dset.id] = netcdf_keys(self._objects.attrs(dset))
+            info = self._info[dset.key] = netcdf_keys(self._objects.attrs(dset))
         return info
 
-    def is_dimension_only(self, dset: Any) -> bool:
+    def is_dimension_only(self, dset: DatasetNode) -> bool:
         """True for a dimension scale that netCDF marks as not being a variable."""
         return _is_dimension_only(self._keys(dset))
 
     # -- groups ----------------------------------------------------------------------------
 
-    def visit_group(self, group: Any) -> None:
+    def visit_group(self, group: GroupNode) -> None:
         """Register the dimensions of ``group`` (labeled scales, then the phony ones it needs)."""
-        import h5py
-
         if group.name in self._groups:
             return
         dims: dict[str, _Dim] = {}
         phony: Counter[int] = Counter()
         for child in self._objects.children(group):
             key, obj = child.key, child.obj
-            if not isinstance(child.link, (h5py.HardLink, h5py.SoftLink)):
+            if child.link not in ("hard", "soft"):
                 continue
-            if not isinstance(obj, h5py.Dataset):  # groups, datatypes, dangling links
+            if not isinstance(obj, DatasetNode):  # groups, datatypes, dangling links
                 continue
             info = self._keys(obj)
             if _is_scale(info):
-                self._scale_names[obj.id] = key
+                self._scale_names[obj.key] = key
                 self._dim_count += 1
                 dimid = info.get("_Netcdf4Dimid")
                 unlimited = obj.maxshape[:1] == (None,)
-                size = obj.shape[0] if ndim(obj) else 0
+                size = obj.shape[0] if obj.ndim else 0
                 dims[key] = _Dim(
                     key,
                     self._unlimited_size(obj, size) if unlimited else size,
@@ -175,14 +175,14 @@ class DimensionNamer:
                 dims[name] = _Dim(name, size, size, None)
         self._groups[group.name] = dims
 
-    def _unlimited_size(self, scale: Any, size: int) -> int:
+    def _unlimited_size(self, scale: DatasetNode, size: int) -> int:
         refs = netcdf_keys(self._objects.attrs(scale), frozenset({"REFERENCE_LIST"}))
         refs = refs.get("REFERENCE_LIST")
         if refs is None:
             return size
         for ref, axis in refs:
             try:
-                size = max(size, self._file[ref].shape[int(axis)])
+                size = max(size, self._objects.deref(ref).shape[int(axis)])
             except (KeyError, OSError, ValueError, IndexError):
                 continue
         return size
@@ -195,23 +195,21 @@ class DimensionNamer:
 
     # -- datasets --------------------------------------------------------------------------
 
-    def _axis_scales(self, dset: Any) -> list[int]:
+    def _axis_scales(self, dset: DatasetNode) -> list[int]:
         """Number of dimension scales attached to each axis (all 0 without DIMENSION_LIST)."""
         dimlist = self._keys(dset).get("DIMENSION_LIST")
-        if dimlist is None or len(dimlist) != ndim(dset):
-            return [0] * ndim(dset)
+        if dimlist is None or len(dimlist) != dset.ndim:
+            return [0] * dset.ndim
         return [len(refs) for refs in dimlist]
 
     def _ref_name(self, ref: Any) -> str:
-        from h5py import h5r
-
-        oid = h5r.dereference(ref, self._file.id)
-        name = self._scale_names.get(oid)
+        node = self._objects.deref(ref)
+        name = self._scale_names.get(node.key)
         if name is None:  # a scale outside the groups visited so far
-            name = self._scale_names[oid] = self._file[ref].name.split("/")[-1]
+            name = self._scale_names[node.key] = node.name.split("/")[-1]
         return name
 
-    def dimensions(self, dset: Any, group_name: str) -> tuple[str, ...]:
+    def dimensions(self, dset: DatasetNode, group_name: str) -> tuple[str, ...]:
         """The dimension names of ``dset`` in the group ``group_name`` (visited already)."""
         chain = self._chain(group_name)
         info = self._keys(dset)
@@ -221,21 +219,21 @@ class DimensionNamer:
             for dims in chain:
                 by_id.update({d.dimid: n for n, d in dims.items() if d.dimid is not None})
             names = [by_id.get(int(i)) for i in np.atleast_1d(coords)]
-            if len(names) == ndim(dset) and None not in names:
+            if len(names) == dset.ndim and None not in names:
                 return tuple(str(n) for n in names)
         labels = self._axis_scales(dset)
-        if ndim(dset) and all(labels):
+        if dset.ndim and all(labels):
             dimlist = info.get("DIMENSION_LIST")
             try:
                 return tuple(self._ref_name(refs[-1]) for refs in dimlist)
             except (KeyError, OSError, ValueError):
-                labels = [0] * ndim(dset)  # dangling references: fall back to phony names
+                labels = [0] * dset.ndim  # dangling references: fall back to phony names
         own = dset.name.split("/")[-1]
-        if ndim(dset) == 1 and any(own in dims for dims in chain):
+        if dset.ndim == 1 and any(own in dims for dims in chain):
             return (own,)
         return self._phony_names(dset, labels, chain[-1] if chain else {})
 
-    def shape(self, dset: Any, group_name: str, dims: tuple[str, ...]) -> tuple[int, ...]:
+    def shape(self, dset: DatasetNode, group_name: str, dims: tuple[str, ...]) -> tuple[int, ...]:
         """The netCDF shape of ``dset``: an axis on an unlimited dimension spans the
         dimension's length (that of its longest variable), as netCDF-C and h5netcdf read
         it, padding shorter variables with the fill value."""
@@ -251,7 +249,7 @@ class DimensionNamer:
         return tuple(shape)
 
     def _phony_names(
-        self, dset: Any, labels: list[int], group_dims: dict[str, _Dim]
+        self, dset: DatasetNode, labels: list[int], group_dims: dict[str, _Dim]
     ) -> tuple[str, ...]:
         dimlist = self._keys(dset).get("DIMENSION_LIST") if any(labels) else None
         used: Counter[int] = Counter()
@@ -274,13 +272,11 @@ class DimensionNamer:
 # -- attributes ------------------------------------------------------------------------------
 
 
-def _attribute_value(attrs: AttrTable, key: str) -> Any:
+def _attribute_value(attrs: Any, key: str) -> Any:
     """One attribute as h5netcdf + xarray present it, before JSON conversion."""
-    import h5py
-
     value = attrs.value(key)
     info = attrs.string_info(key)
-    if isinstance(value, h5py.Empty):
+    if is_empty(value):
         return "" if info is not None and info.length == 1 else []
     if info is not None:
         if info.length is not None and info.length > 1:
@@ -299,9 +295,7 @@ def _json_value(value: Any) -> Any:
     """JSON-able value, or raise TypeError for what JSON cannot hold (references, complex)."""
     import json
 
-    import h5py
-
-    if isinstance(value, (h5py.Reference, h5py.RegionReference)):
+    if is_reference(value):
         raise TypeError("object references have no JSON form")
     if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind == "c":
         raise TypeError("complex numbers have no JSON form")
@@ -310,7 +304,7 @@ def _json_value(value: Any) -> Any:
     return out
 
 
-def read_attributes(attrs: AttrTable, where: str) -> dict[str, Any]:
+def read_attributes(attrs: Any, where: str) -> dict[str, Any]:
     """The (CF) attributes of an HDF5 group or dataset (its attribute table) as JSON values.
 
     Attributes that cannot be read or have no JSON form (references, complex numbers,

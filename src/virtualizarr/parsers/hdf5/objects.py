@@ -17,23 +17,19 @@ import numpy as np
 
 __all__ = ["AttrTable", "Child", "Objects", "ndim"]
 
+from virtualizarr.parsers.hdf5.nodes import (
+    Child,
+    DatasetNode,
+    GroupNode,
+    Node,
+    Storage,
+)
+
 
 def ndim(dset: Any) -> int:
     """``dset.ndim`` from the shape h5py caches for read-only files (``ndim`` asks HDF5)."""
     shape = dset.shape
     return len(shape) if shape is not None else dset.ndim
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    """One member of a group: its link (as ``group.get(key, getlink=True)``) and object."""
-
-    key: str
-    link: Any
-    """h5py ``HardLink``/``SoftLink``/``ExternalLink``/... instance, or None."""
-    obj: Any
-    """The h5py ``Group``/``Dataset``/``Datatype``, the ``KeyError``/``OSError`` raised
-    opening it (dangling links), or None for external links (not followed)."""
 
 
 def _encode(name: str) -> bytes:
@@ -197,40 +193,162 @@ def _read_attribute(obj: Any, key: str) -> tuple[Any, Any]:
 
 
 class Objects:
-    """Opened members of each group and attribute tables of each object, for one file.
+    """The h5py engine: opened members of each group and attribute tables of each object.
 
-    >>> # objects = Objects(); [c.key for c in objects.children(h5file)]
+    Hands out engine-neutral nodes (:mod:`~virtualizarr.parsers.hdf5.nodes`) wrapping h5py
+    objects, and answers what the array builder asks of a dataset.
+
+    >>> # objects = Objects(h5file); [c.key for c in objects.children(objects.root())]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, h5file: Any = None) -> None:
+        self.file = h5file
         self._children: dict[str, list[Child]] = {}
         # h5py ObjectIDs hash and compare by the object in the file
         self._attrs: dict[Any, AttrTable] = {}
 
-    def children(self, group: Any) -> list[Child]:
+    # -- navigation --------------------------------------------------------------------------
+
+    @staticmethod
+    def node(obj: Any) -> Node:
+        """The neutral node of an h5py object."""
+        import h5py
+
+        if isinstance(obj, h5py.Dataset):
+            shape = obj.shape
+            return DatasetNode(
+                obj.name, obj.id, obj, () if shape is None else shape, obj.maxshape or ()
+            )
+        if isinstance(obj, h5py.Group):
+            return GroupNode(obj.name, obj.id, obj)
+        return Node(obj.name, obj.id, obj)
+
+    def get(self, path: str) -> Node | None:
+        """The object at ``path``, or None."""
+        obj = self.file.get(path)
+        return None if obj is None else self.node(obj)
+
+    def top_groups(self) -> list[str]:
+        import h5py
+
+        return sorted(n for n, v in self.file.items() if isinstance(v, h5py.Group))
+
+    def deref(self, ref: Any) -> Any:
+        """The object an attribute's object reference points at."""
+        from h5py import h5r
+
+        oid = h5r.dereference(ref, self.file.id)
+        if oid is None:
+            raise ValueError("null reference")
+        return _RefNode(oid, self.file, ref)
+
+    def children(self, group: GroupNode) -> list[Child]:
         """Members of ``group`` in iteration order, each opened once."""
         name = group.name
         out = self._children.get(name)
         if out is None:
-            out = self._children[name] = [self._child(group, key) for key in group]
+            h5group = group.raw
+            out = self._children[name] = [self._child(h5group, key) for key in h5group]
         return out
 
-    @staticmethod
-    def _child(group: Any, key: str) -> Child:
+    def _child(self, group: Any, key: str) -> Child:
         import h5py
 
         link = _link(group, key)
-        if link is not None and not isinstance(link, (h5py.HardLink, h5py.SoftLink)):
-            return Child(key, link, None)  # never followed: would open another file
+        if link is None:
+            kind, target = None, ""
+        elif isinstance(link, h5py.HardLink):
+            kind, target = "hard", ""
+        elif isinstance(link, h5py.SoftLink):
+            kind, target = "soft", link.path
+        elif isinstance(link, h5py.ExternalLink):
+            kind, target = "external", link.filename
+        else:
+            kind, target = "user", ""
+        if kind not in ("hard", "soft"):
+            return Child(key, kind, target, None)  # never followed: would open another file
         try:
-            obj = _open_member(group, key)
+            obj: Any = self.node(_open_member(group, key))
         except (KeyError, OSError) as e:
             obj = e
-        return Child(key, link, obj)
+        return Child(key, kind, target, obj)
 
-    def attrs(self, obj: Any) -> AttrTable:
-        """The attribute table of ``obj`` (an h5py group or dataset)."""
-        table = self._attrs.get(obj.id)
+    def attrs(self, obj: Node) -> AttrTable:
+        """The attribute table of ``obj`` (a group or dataset node)."""
+        table = self._attrs.get(obj.key)
         if table is None:
-            table = self._attrs[obj.id] = AttrTable(obj)
+            table = self._attrs[obj.key] = AttrTable(obj.raw)
         return table
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def classify(self, dset: DatasetNode) -> tuple[Any, np.dtype]:
+        """``(TypeInfo, h5py's dtype)`` of the dataset."""
+        from virtualizarr.parsers.hdf5.dtypes import classify
+
+        return classify(dset.raw)
+
+    def _dcpl(self, dset: DatasetNode) -> Any:
+        dcpl = dset.extra.get("dcpl")
+        if dcpl is None:
+            dcpl = dset.extra["dcpl"] = dset.raw.id.get_create_plist()
+        return dcpl
+
+    def storage(self, dset: DatasetNode) -> Storage:
+        """Layout, chunk shape, filters and contiguous address of the dataset."""
+        from h5py import h5d
+
+        from virtualizarr.parsers.hdf5.filters import read_filters
+
+        dcpl = self._dcpl(dset)
+        code = dcpl.get_layout()
+        layout = {
+            h5d.COMPACT: "compact",
+            h5d.CONTIGUOUS: "contiguous",
+            h5d.CHUNKED: "chunked",
+            h5d.VIRTUAL: "virtual",
+        }.get(code, str(code))
+        chunks = filters = None
+        if layout == "chunked":
+            chunks = tuple(int(c) for c in dcpl.get_chunk())
+            filters = read_filters(dcpl)
+        offset = dset.raw.id.get_offset() if layout == "contiguous" else None
+        return Storage(layout, bool(dcpl.get_external_count()), chunks, filters or [], offset)
+
+    def fill_value(self, dset: DatasetNode, h5dtype: np.dtype) -> Any:
+        """``dset.fillvalue``."""
+        arr = np.zeros((1,), dtype=h5dtype)
+        self._dcpl(dset).get_fill_value(arr)
+        return arr[0]
+
+    def chunk_index(self, dset: DatasetNode) -> Any:
+        from virtualizarr.parsers.hdf5.chunks import read_chunk_index
+
+        return read_chunk_index(dset.raw.id, dset.ndim)
+
+    def read(self, dset: DatasetNode, sel: Any = ()) -> np.ndarray:
+        """Values decoded by HDF5 (``dset[sel]``); OSError when HDF5 cannot decode them."""
+        return np.asarray(dset.raw[sel])
+
+    def read_strings(self, dset: DatasetNode) -> np.ndarray:
+        """Variable-length strings as an object array of str."""
+        return np.asarray(dset.raw.asstr(errors="replace")[()], dtype=object)
+
+
+class _RefNode:
+    """A dereferenced object: its key, and its (searched-for) path and shape when asked."""
+
+    __slots__ = ("_file", "_ref", "key")
+
+    def __init__(self, oid: Any, h5file: Any, ref: Any) -> None:
+        self.key = oid
+        self._file = h5file
+        self._ref = ref
+
+    @property
+    def name(self) -> str:
+        return self._file[self._ref].name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._file[self._ref].shape

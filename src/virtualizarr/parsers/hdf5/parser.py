@@ -12,6 +12,7 @@ become inlined chunks. What can be neither referenced nor inlined is skipped wit
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.parsers.hdf5.netcdf import DimensionNamer, read_attributes, variable_name
+from virtualizarr.parsers.hdf5.nodes import DatasetNode, GroupNode
 from virtualizarr.parsers.hdf5.objects import Objects
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
     import h5py
 
 __all__ = ["HDFParser"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("own", "h5py")
+DEFAULT_ENGINE = "h5py"
+"""The engine used when none is given (``"own"`` once it matches h5py on every file)."""
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 metadata (object headers, heaps, B-tree nodes of ~3 KiB) is read in small pieces,
@@ -59,6 +67,10 @@ class HDFParser:
         Largest decoded size in bytes of a variable whose values are read and inlined
         when its bytes cannot be referenced (compact storage, scale-offset/n-bit/unknown
         filters, variable-length strings, compound records, external/virtual storage).
+    engine
+        ``"own"``: our HDF5 metadata reader (byte ranges + numpy, no h5py); a file using a
+        structure it does not implement is read with h5py instead (logged at INFO level,
+        naming the structure). ``"h5py"``: walk the file with h5py.
 
     >>> # store = HDFParser(group="/forecast")("s3://bucket/run.nc", registry)
     >>> # ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
@@ -72,7 +84,12 @@ class HDFParser:
         group: str | None = None,
         drop_variables: Iterable[str] | None = None,
         inline_threshold: int = 64 * 1024,
+        engine: str | None = None,
     ) -> None:
+        engine = DEFAULT_ENGINE if engine is None else engine
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
+        self.engine = engine
         if isinstance(drop_variables, str):
             drop_variables = [drop_variables]
         self.group = group
@@ -84,38 +101,49 @@ class HDFParser:
     def __repr__(self) -> str:
         return (
             f"HDFParser(group={self.group!r}, drop_variables={sorted(self.drop_variables)!r}, "
-            f"inline_threshold={self.inline_threshold})"
+            f"inline_threshold={self.inline_threshold}, engine={self.engine!r})"
         )
 
     def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         """Parse ``url`` into a :class:`ManifestStore` of the file (or of ``group``)."""
         url = normalize_path(url)
         registry = registry if registry is not None else ObjectStoreRegistry()
-        with open_hdf5(url, registry) as (f, size):
-            objects = Objects()
-            ctx = _Context(f, url, size, DimensionNamer(f, objects), objects, self)
-            root = _select_group(f, self.group, url)
+        if self.engine == "own":
+            from virtualizarr.parsers.hdf5.own import Fallback, open_own
+
             try:
-                for ancestor in _ancestors(root.name):  # phony dims count up from the root
-                    ctx.namer.visit_group(f[ancestor])
-                group = _build_group(ctx, root, "")
-            except VirtualiZarrError:
-                raise
-            except (OSError, RuntimeError) as e:  # h5py's errors for unreadable metadata
-                raise CorruptFileError(
-                    f"{url}: cannot read its HDF5 metadata; the file is truncated or corrupt "
-                    f"({size} bytes; h5py: {type(e).__name__}: {e})."
-                ) from e
+                with open_own(url, registry) as objects:
+                    group = self._build(objects, url, objects.size)
+                return ManifestStore(group, registry=registry)
+            except Fallback as e:
+                log.info("%s: read with h5py: our HDF5 reader does not implement %s", url, e)
+        with open_hdf5(url, registry) as (f, size):
+            group = self._build(Objects(f), url, size)
         return ManifestStore(group, registry=registry)
+
+    def _build(self, objects: Any, url: str, size: int) -> ManifestGroup:
+        ctx = _Context(url, size, DimensionNamer(objects), objects, self)
+        root = _select_group(objects, self.group, url)
+        try:
+            for ancestor in _ancestors(root.name):  # phony dims count up from the root
+                ctx.namer.visit_group(objects.get(ancestor))
+            return _build_group(ctx, root, "")
+        except VirtualiZarrError:
+            raise
+        except (OSError, RuntimeError) as e:  # h5py's errors for unreadable metadata
+            raise CorruptFileError(
+                f"{url}: cannot read its HDF5 metadata; the file is truncated or corrupt "
+                f"({size} bytes; h5py: {type(e).__name__}: {e})."
+            ) from e
 
 
 @dataclass
 class _Context:
-    file: h5py.File
     url: str
     file_size: int
     namer: DimensionNamer
-    objects: Objects
+    objects: Any
+    """The engine: :class:`Objects` (h5py) or ``own.OwnObjects``."""
     parser: HDFParser
 
 
@@ -134,24 +162,27 @@ def open_hdf5(url: str, registry: ObjectStoreRegistry) -> Iterator[tuple[h5py.Fi
     """
     import h5py
 
-    from virtualizarr.io import open_reader
+    from virtualizarr.io import open_source
 
     _load_filter_plugins()
-    local = url.startswith("file://")
-    reader = open_reader(
-        url, registry, block_size=_READ_AHEAD_LOCAL if local else _READ_AHEAD_REMOTE
-    )
+    # The source detection already opened (its head fetched), else a new one. Remote
+    # reads go through its sparse cache: h5py's B-tree walks jump back and forth, and no
+    # block is fetched twice; the first request brings the first MiB, and files up to
+    # a few MB come whole at the first miss. Local files: pread straight into h5py's buffer.
+    source = open_source(url, registry)
+    reader = source.as_file()
     try:
         try:
             f = h5py.File(reader, "r")
         except OSError as e:
             raise _open_error(url, reader, e) from e
         try:
-            yield f, reader.size
+            yield f, source.size
         finally:
             f.close()
     finally:
         reader.close()
+        source.close()
 
 
 def _open_error(url: str, reader: Any, e: Exception) -> ParserError:
@@ -171,15 +202,13 @@ def _open_error(url: str, reader: Any, e: Exception) -> ParserError:
     )
 
 
-def _select_group(f: h5py.File, group: str | None, url: str) -> h5py.Group:
-    import h5py
-
+def _select_group(objects: Any, group: str | None, url: str) -> GroupNode:
     if group is None or group.strip("/") == "":
-        return f["/"]
+        return objects.get("/")
     path = "/" + group.strip("/")
-    node = f.get(path)
-    if not isinstance(node, h5py.Group):
-        known = sorted(n for n, v in f.items() if isinstance(v, h5py.Group))
+    node = objects.get(path)
+    if not isinstance(node, GroupNode):
+        known = objects.top_groups()
         what = "is not a group" if node is not None else "does not exist"
         raise ParserError(f"Group {group!r} {what} in {url}. Top-level groups: {known}.")
     return node
@@ -197,9 +226,7 @@ def skip(ctx: _Context, path: str, reason: str) -> None:
     )
 
 
-def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
-    import h5py
-
+def _build_group(ctx: _Context, h5group: GroupNode, rel: str) -> ManifestGroup:
     from virtualizarr.parsers.hdf5.arrays import build_array
 
     ctx.namer.visit_group(h5group)
@@ -209,18 +236,18 @@ def _build_group(ctx: _Context, h5group: h5py.Group, rel: str) -> ManifestGroup:
     for child in ctx.objects.children(h5group):
         key, link, obj = child.key, child.link, child.obj
         path = f"{rel}/{key}".lstrip("/")
-        if isinstance(link, h5py.ExternalLink):
-            skip(ctx, path, f"it is an external link to {link.filename!r}")
+        if link == "external":
+            skip(ctx, path, f"it is an external link to {child.target!r}")
             continue
         if isinstance(obj, (KeyError, OSError)):
             skip(ctx, path, f"its link cannot be followed ({obj})")
             continue
-        if isinstance(obj, h5py.Group):
-            if isinstance(link, h5py.SoftLink):  # may point at an ancestor: never recurse
-                skip(ctx, path, f"it is a soft link to the group {link.path!r}")
+        if isinstance(obj, GroupNode):
+            if link == "soft":  # may point at an ancestor: never recurse
+                skip(ctx, path, f"it is a soft link to the group {child.target!r}")
                 continue
             groups[key] = _build_group(ctx, obj, path)
-        elif isinstance(obj, h5py.Dataset):
+        elif isinstance(obj, DatasetNode):
             name = variable_name(key)
             relname = f"{rel}/{name}".lstrip("/")
             if {name, relname} & ctx.parser.drop_variables or ctx.namer.is_dimension_only(obj):
