@@ -17,6 +17,7 @@ from zarr.abc.store import (
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
+from virtualizarr.attributes import zarr_v3_attributes
 from virtualizarr.errors import ChunkReadError
 from virtualizarr.io import read_local_ranges
 from virtualizarr.manifests.array import ManifestArray
@@ -43,34 +44,6 @@ def _checked(data: Any, url: str, start: int, length: int) -> Any:
             "virtualized)."
         )
     return data
-
-
-def _zarr_attributes(attrs: dict[str, Any], dtype: np.dtype) -> dict[str, Any]:
-    """Attributes as xarray's Zarr backend expects them in zarr.json.
-
-    CF ``_FillValue`` is spelled the way xarray writes it to Zarr v3 (base64 of a float64
-    for floats), so ``xr.open_zarr`` masks exactly the values netCDF readers would.
-    """
-    if "_FillValue" not in attrs:
-        return attrs
-    from xarray.backends.zarr import FillValueCoder
-
-    fv = attrs["_FillValue"]
-    if isinstance(fv, list) and len(fv) == 1:
-        fv = fv[0]
-    if dtype.kind == "S" and isinstance(fv, str):
-        fv = fv.encode()
-    if dtype.kind == "f" and isinstance(fv, str):  # JSON-safe spelling of NaN/Infinity
-        fv = float(fv)
-    if dtype.kind in "iu" and isinstance(fv, float) and not fv.is_integer():
-        # e.g. NaN on an int16 packed variable (xarray writes those): it equals no stored
-        # value, so it masks nothing, and xarray's Zarr backend cannot read it back.
-        return {k: v for k, v in attrs.items() if k != "_FillValue"}
-    try:
-        fv = FillValueCoder.encode(fv, dtype)
-    except (TypeError, ValueError):
-        return attrs  # xarray will then refuse it with a message naming the value
-    return {**attrs, "_FillValue": fv}
 
 
 def _apply_range(start: int, length: int, byte_range: ByteRequest | None) -> tuple[int, int]:
@@ -179,7 +152,7 @@ class ManifestStore(Store):
                 return None
             if isinstance(node, ManifestArray):
                 d = to_json_safe(node.metadata.to_dict())
-                d["attributes"] = _zarr_attributes(d.get("attributes") or {}, node.dtype)
+                d["attributes"] = zarr_v3_attributes(d.get("attributes") or {}, node.dtype)
                 doc = json.dumps(d).encode()
             else:
                 doc = json.dumps(

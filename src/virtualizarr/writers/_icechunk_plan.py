@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from virtualizarr.attributes import json_attrs as shared_json_attrs
+from virtualizarr.attributes import zarr_v3_attributes
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests.metadata import fill_values_equal, to_json_safe, with_metadata
 
@@ -204,28 +206,13 @@ def json_attrs(attrs: Mapping[Hashable, Any], dtype: np.dtype | None) -> dict[st
     """Attributes as Icechunk accepts them: plain JSON, no NaN/Infinity literals.
 
     CF ``_FillValue`` is spelled as xarray's Zarr backend writes it (base64 float64 for
-    floats). A NaN ``missing_value`` is dropped (NaN already reads as missing); other
-    non-finite floats become the strings "NaN", "Infinity", "-Infinity".
+    floats); the rest as every writer spells attributes (``virtualizarr.attributes``: NaN
+    entries of ``missing_value`` dropped, other non-finite floats as strings).
     """
-    from virtualizarr.store import _zarr_attributes
-
     out = to_json_safe({str(k): v for k, v in attrs.items()})
     if dtype is not None:
-        out = _zarr_attributes(out, np.dtype(dtype))
-    mv = out.get("missing_value")
-    if isinstance(mv, float) and math.isnan(mv):
-        del out["missing_value"]
-    return finite(out)
-
-
-def finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-    return value
+        out = zarr_v3_attributes(out, np.dtype(dtype))
+    return shared_json_attrs(out)
 
 
 def join(*parts: str) -> str:

@@ -18,13 +18,11 @@ import xarray as xr
 
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests import ManifestArray
-from virtualizarr.manifests.metadata import to_json_safe
 from virtualizarr.writers._icechunk_plan import (
     ArrayWrite,
     check_containers,
     checksum,
     container_prefixes,
-    finite,
     get_doc,
     join,
     json_attrs,
@@ -267,14 +265,14 @@ def _write_loaded(
     variables = {}
     for name, var in loaded.items():
         var = var.copy(deep=False)
-        var.attrs = finite(to_json_safe(dict(var.attrs)))
+        var.attrs = json_attrs(var.attrs, None)  # the spelling every writer uses
         variables[name] = var
     if mode == "a-":  # existing variables without the append dimension stay as they are
         variables = {k: v for k, v in variables.items() if append_dim in v.dims
                      or get_doc(store, join(prefix, str(k), "zarr.json")) is None}  # fmt: skip
     # Coordinates are already encoded as "coordinates" attributes, so every variable goes in
     # as a data variable (dimension coordinates become indexes by themselves).
-    sub = xr.Dataset(variables, attrs=dict(global_attrs))
+    sub = xr.Dataset(variables, attrs=json_attrs(global_attrs, None))  # no NaN literals
     session = store.session
     if mode in ("w", "w-"):
         xr_to_icechunk(sub, session, group=group, mode=mode)
@@ -289,4 +287,3 @@ def _write_loaded(
     else:
         appending = append_dim if append_dim is not None and append_dim in sub.dims else None
         xr_to_icechunk(sub, session, group=group, mode="a", append_dim=appending)
-

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from virtualizarr.attributes import json_attrs, strict_json
 from virtualizarr.codecs.convert import V2Encoding, v3_codecs_to_v2
 from virtualizarr.errors import CodecNotSupportedError, WriterError
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
@@ -65,33 +66,6 @@ class V2Array:
 
 
 # -- JSON-safe values ----------------------------------------------------------------------
-
-
-def _strict(value: Any) -> Any:
-    """Attributes with non-finite floats spelled as Zarr spells them (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else _NONFINITE[value]
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
-
-
-def _strict_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    attrs = to_json_safe(attrs)
-    mv = attrs.get("missing_value")
-    if mv is not None:  # NaN is always missing to xarray; a string "NaN" would confuse its masking
-        kept = [v for v in (mv if isinstance(mv, list) else [mv]) if not _is_nan(v)]
-        if not kept:
-            del attrs["missing_value"]
-        else:
-            attrs["missing_value"] = kept if isinstance(mv, list) else kept[0]
-    return _strict(attrs)
-
-
-def _is_nan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
 
 
 def _dumps(doc: Any, where: str) -> str:
@@ -245,8 +219,8 @@ def v2_array(path: str, arr: ManifestArray) -> V2Array:
     dims = meta.dimension_names
     if dims is None or any(d is None for d in dims):
         raise WriterError(f"Variable {path!r} has no dimension names; xarray needs them.")
-    zattrs = {"_ARRAY_DIMENSIONS": [str(d) for d in dims], **_strict_attrs(attrs)}
-    return V2Array(path, _strict(to_json_safe(zarray)), zattrs, arr.manifest)
+    zattrs = {"_ARRAY_DIMENSIONS": [str(d) for d in dims], **json_attrs(attrs)}
+    return V2Array(path, strict_json(to_json_safe(zarray)), zattrs, arr.manifest)
 
 
 def _check_name(path: str) -> None:
@@ -269,7 +243,7 @@ def v2_arrays(
     """
     for path, node in group.walk():
         if isinstance(node, ManifestGroup):
-            yield path, _strict_attrs(dict(node.attributes))
+            yield path, json_attrs(node.attributes)
             continue
         _check_name(path)
         v2 = v2_array(path, node)
