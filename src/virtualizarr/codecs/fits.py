@@ -9,8 +9,13 @@
   reference covers whole rows (records); decoding keeps each record's bytes of the field
   and pads the result to ``records`` rows, so a column is read in place even though its
   values are strided through the table.
+* ``virtualizarr.sign_flip`` (bytes->bytes): flips the sign bit of big-endian integers,
+  which is adding ``2**(bits-1)`` modulo ``2**bits``. FITS stores unsigned 16/32/64-bit
+  integers as signed ones with ``BZERO``/``TZEROn`` = 32768, 2**31, 2**63 (and signed
+  bytes as unsigned with -128); with this codec they decode to exact unsigned (signed)
+  integers, as astropy reads them, instead of floats.
 
-Both are registered with zarr (v3) and numcodecs (v2, same id) on import.
+All are registered with zarr (v3) and numcodecs (v2, same id) on import.
 
 >>> import numpy as np
 >>> RecordField(record_size=3, offset=1, size=2, records=2).decode(b"abcdef")
@@ -30,7 +35,15 @@ from zarr.registry import register_codec
 
 from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
 
-__all__ = ["ALGORITHMS", "FitsTile", "FitsTileCodec", "RecordField", "RecordFieldCodec"]
+__all__ = [
+    "ALGORITHMS",
+    "FitsTile",
+    "FitsTileCodec",
+    "RecordField",
+    "RecordFieldCodec",
+    "SignFlip",
+    "SignFlipCodec",
+]
 
 ALGORITHMS = ("RICE_1", "RICE_ONE", "GZIP_1", "GZIP_2", "PLIO_1", "HCOMPRESS_1", "NOCOMPRESS")
 """ZCMPTYPE values :class:`FitsTile` decodes."""
@@ -179,6 +192,35 @@ class RecordField(Codec):  # type: ignore[misc]
         )
 
 
+class SignFlip(Codec):  # type: ignore[misc]
+    """numcodecs codec: XOR 0x80 into the first (most significant) byte of each big-endian
+    ``itemsize``-byte integer; its own inverse.
+
+    >>> SignFlip(itemsize=2).decode(bytes([0x80, 0x00, 0x7F, 0xFF])).tobytes()
+    b'\\x00\\x00\\xff\\xff'
+    """
+
+    codec_id = "virtualizarr.sign_flip"
+
+    def __init__(self, itemsize: int) -> None:
+        self.itemsize = int(itemsize)
+        if self.itemsize not in (1, 2, 4, 8):
+            raise ValueError(f"itemsize must be 1, 2, 4 or 8, not {itemsize}")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "itemsize": self.itemsize}
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        data = _u8(buf).copy()
+        if data.size % self.itemsize:
+            raise ValueError(f"{data.size} bytes are not whole {self.itemsize}-byte integers.")
+        data[:: self.itemsize] ^= 0x80
+        return numcodecs.compat.ndarray_copy(data, out) if out is not None else data
+
+    def encode(self, buf: Any) -> Any:
+        return self.decode(buf)
+
+
 class FitsTileCodec(WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile):
     """Zarr v3 form of :class:`FitsTile`."""
 
@@ -189,6 +231,10 @@ class RecordFieldCodec(
     """Zarr v3 form of :class:`RecordField`."""
 
 
-for _cls in (FitsTileCodec, RecordFieldCodec):
+class SignFlipCodec(WrappedBytesBytesCodec, codec_name=SignFlip.codec_id, numcodec=SignFlip):
+    """Zarr v3 form of :class:`SignFlip`."""
+
+
+for _cls in (FitsTileCodec, RecordFieldCodec, SignFlipCodec):
     register_codec(_cls.codec_name, _cls)
     numcodecs.register_codec(_cls.numcodec_cls)

@@ -1,22 +1,29 @@
 """FITS parser: image HDUs as big-endian arrays, binary tables as groups of columns.
 
-astropy reads the headers and the data offsets (``hdu.fileinfo()``) through the
-registry's object store, HDU by HDU, without reading data. What each HDU becomes:
+The headers are read by :mod:`virtualizarr.parsers.fits.header` (no astropy), in a few
+growing sequential reads: every HDU's header offset follows from the previous header,
+and every size is checked against the file's length before it is used. What each HDU
+becomes:
 
 * image (primary or IMAGE extension) with data: the array named by its ``EXTNAME``
   (``PRIMARY`` for HDU 0, ``hdu_N`` when unnamed), chunked along its first numpy axis;
   ``BSCALE``/``BZERO`` become CF ``scale_factor``/``add_offset`` and ``BLANK`` the CF
-  ``_FillValue``, so xarray's CF decoding yields astropy's scaled values (an unsigned
-  ``BZERO=32768`` image decodes to its unsigned values, as floats);
+  ``_FillValue``, so xarray's CF decoding yields astropy's scaled values (in float64,
+  where astropy scales 8/16-bit integers in float32). Unsigned images (``BZERO`` =
+  32768, 2**31, 2**63) and signed bytes (``BZERO`` = -128) are exact integers of
+  astropy's type through the ``virtualizarr.sign_flip`` codec;
 * tile-compressed image (``ZIMAGE``): one chunk per tile, read from the binary-table heap
   and decoded by the ``virtualizarr.fits_tile`` codec;
 * binary table: a group of one array per column (dimension ``row``), each read in place
-  through the ``virtualizarr.record_field`` codec;
+  through the ``virtualizarr.record_field`` codec; ``TSCALn``/``TZEROn`` are CF attributes
+  (float64, as astropy), unsigned columns (``TZEROn`` = 32768, 2**31, 2**63) exact
+  unsigned integers, and ``TNULLn`` the attribute ``TNULL`` (astropy does not mask it);
 * header cards become attributes (the primary header those of the root group when the
   primary HDU has no data).
 
 What cannot be referenced is skipped with a :class:`VariableSkippedWarning` naming it:
-random-groups and ASCII-table HDUs, variable-length (``P``/``Q``) and logical (``L``)
+random-groups HDUs (their parameters are never exposed unscaled) and ASCII-table HDUs,
+variable-length (``P``/``Q``) and logical (``L``)
 columns. Tile-compressed images that cannot be decoded exactly (quantized floats,
 partial edge tiles with RICE/PLIO/HCOMPRESS...) raise :class:`UnsupportedFeatureError`.
 
@@ -27,19 +34,26 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualizarr.errors import ParserError, VariableSkippedWarning
-from virtualizarr.io import open_reader, read_range
+from virtualizarr.errors import (
+    CorruptFileError,
+    ParserError,
+    VariableSkippedWarning,
+    VirtualiZarrError,
+)
+from virtualizarr.io import open_reader
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.parsers.fits.header import HDU, Header, walk_hdus
 from virtualizarr.parsers.fits.tables import (
     bintable_group,
     compressed_image_array,
     header_attributes,
+    pseudo_unsigned,
 )
 from virtualizarr.store import ManifestStore
 
@@ -78,59 +92,67 @@ class FITSParser:
         return f"FITSParser(hdus={self.hdus!r}, max_chunk_bytes={self.max_chunk_bytes})"
 
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
-        from astropy.io import fits
-
         import virtualizarr.codecs.fits
         import virtualizarr.codecs.imagecodecs_wrappers  # noqa: F401  (registrations)
 
         with open_reader(url, registry) as fh:
             url = fh.url
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-                    hdul = fits.open(fh, lazy_load_hdus=True, memmap=False, disable_image_compression=True,
-                                     do_not_scale_image_data=True, ignore_missing_end=True)  # fmt: skip
-                    infos = [(hdu, hdu.fileinfo()) for hdu in hdul]
-            except (OSError, ValueError, IndexError) as e:
-                raise ParserError(f"Cannot read {url} as FITS: {type(e).__name__}: {e}") from e
-            group = self._build(infos, url, registry)
-            hdul.close()
+
+            def read(offset: int, length: int) -> bytes:
+                fh.seek(offset)
+                return fh.read(length)
+
+            hdus = walk_hdus(read, fh.size, url)
+            group = self._build(hdus, url, read, fh.size)
         return ManifestStore(group, registry=registry)
 
     def _build(
-        self, infos: list[tuple[Any, dict[str, Any]]], url: str, registry: ObjectStoreRegistry
+        self, hdus: list[HDU], url: str, read: Callable[[int, int], bytes], file_size: int
     ) -> ManifestGroup:
-        names = _hdu_names([hdu.header for hdu, _ in infos])
+        names = _hdu_names([hdu.header for hdu in hdus])
         selected = self._selected(names, url)
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
         root_attrs: dict[str, Any] = {}
         dims = _DimNamer()
-        for index, ((hdu, info), name) in enumerate(zip(infos, names)):
-            header = hdu.header
-            if index == 0 and header.get("NAXIS", 0) == 0:
-                root_attrs = header_attributes(header)
-            if index not in selected:
-                continue
+        for hdu, name in zip(hdus, names):
+            index, header = hdu.index, hdu.header
             what = f"HDU {index} ({name!r}) of {url}"
-            kind = _kind(header)
-            if kind == "image":
-                if header.get("NAXIS", 0) == 0:
+            header.what = what
+            try:
+                if index == 0 and header.get("NAXIS", 0) == 0:
+                    root_attrs = header_attributes(header)
+                if index not in selected:
                     continue
-                arrays[name] = self._image(header, info["datLoc"], url, what, dims, name)
-            elif kind == "compressed":
-                shape = tuple(int(header[f"ZNAXIS{k}"]) for k in range(header["ZNAXIS"], 0, -1))
-                arrays[name] = compressed_image_array(
-                    header, info["datLoc"], url, what, dims.names(name, shape),
-                    lambda start, n: read_range(url, start, n, registry),
-                )  # fmt: skip
-            elif kind == "bintable":
-                groups[name] = bintable_group(
-                    header, info["datLoc"], url, what, self.max_chunk_bytes
-                )
-            else:
-                warnings.warn(f"{what}: {kind} HDUs cannot be virtualized; skipped.", VariableSkippedWarning,
-                              stacklevel=2)  # fmt: skip
+                kind = _kind(header)
+                if kind == "image":
+                    if header.get("NAXIS", 0) == 0:
+                        continue
+                    arrays[name] = self._image(hdu, url, what, dims, name)
+                elif kind == "compressed":
+                    naxis = header.integer("ZNAXIS")
+                    shape = tuple(
+                        header.integer(f"ZNAXIS{k}") for k in range(min(naxis, 999), 0, -1)
+                    )
+                    arrays[name] = compressed_image_array(
+                        header, hdu.data_offset, url, what, dims.names(name, shape), read,
+                        file_size,
+                    )  # fmt: skip
+                elif kind == "bintable":
+                    groups[name] = bintable_group(
+                        header, hdu.data_offset, url, what, self.max_chunk_bytes, hdu.data_size
+                    )
+                else:
+                    warnings.warn(f"{what}: {kind} HDUs cannot be virtualized; skipped.",
+                                  VariableSkippedWarning, stacklevel=2)  # fmt: skip
+            except VirtualiZarrError:
+                raise
+            except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError, OverflowError,
+                    ArithmeticError) as e:  # fmt: skip
+                # a header whose keywords contradict each other; zarr or numpy found out first
+                raise CorruptFileError(
+                    f"{what}: inconsistent header ({type(e).__name__}: {e})."
+                ) from e
         for clash in set(arrays) & set(groups):  # an image and a table of one name
             groups[f"{clash}_table"] = groups.pop(clash)
         return ManifestGroup(arrays=arrays, groups=groups, attributes=root_attrs)
@@ -148,14 +170,16 @@ class FITSParser:
                 raise ParserError(f"{url} has no HDU {h!r}; its HDUs are {names}.")
         return out
 
-    def _image(
-        self, header: Any, offset: int, url: str, what: str, dims: _DimNamer, name: str
-    ) -> ManifestArray:
+    def _image(self, hdu: HDU, url: str, what: str, dims: _DimNamer, name: str) -> ManifestArray:
+        header, offset, shape = hdu.header, hdu.data_offset, hdu.shape
         bitpix = int(header["BITPIX"])
         if bitpix not in BITPIX_DTYPES:
             raise ParserError(f"{what}: BITPIX = {bitpix} is not a FITS data type.")
         dtype = np.dtype(BITPIX_DTYPES[bitpix])
-        shape = tuple(int(header[f"NAXIS{k}"]) for k in range(header["NAXIS"], 0, -1))
+        codecs: list[Any] = []
+        unsigned = pseudo_unsigned(dtype, header.get("BSCALE", 1), header.get("BZERO", 0))
+        if unsigned is not None:  # BZERO = 2**(bits-1): astropy's unsigned (or int8) image
+            dtype, codecs = unsigned
         chunks = _image_chunks(shape, dtype.itemsize, self.max_chunk_bytes)
         grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunks))
         chunk_bytes = math.prod(chunks) * dtype.itemsize
@@ -165,9 +189,13 @@ class FITSParser:
             table=[url], ids=np.zeros(grid, np.uint32), offsets=offsets,
             lengths=np.full(grid, chunk_bytes, np.uint64),
         ) if n else ChunkManifest.empty(grid)  # fmt: skip
-        attrs = header_attributes(header, scaling=True, blank=bitpix > 0)
+        attrs = header_attributes(
+            header, scaling=unsigned is None, blank=bitpix > 0 and unsigned is None
+        )
+        if unsigned is not None and "BLANK" in header:  # astropy does not mask these either
+            attrs["BLANK"] = header["BLANK"]
         meta = create_v3_array_metadata(shape=shape, data_type=dtype, chunk_shape=chunks, attributes=attrs,
-                                        dimension_names=dims.names(name, shape))  # fmt: skip
+                                        codecs=codecs, dimension_names=dims.names(name, shape))  # fmt: skip
         return ManifestArray(meta, manifest)
 
 
@@ -184,16 +212,16 @@ def _image_chunks(shape: tuple[int, ...], itemsize: int, max_bytes: int) -> tupl
     return (k, *shape[1:])
 
 
-def _kind(header: Any) -> str:
+def _kind(header: Header) -> str:
     xt = str(header.get("XTENSION", "")).strip().upper()
-    if header.get("ZIMAGE", False) and xt == "BINTABLE":
+    if header.get("ZIMAGE", False) is True and xt == "BINTABLE":
         return "compressed"
     if xt == "BINTABLE":
         return "bintable"
     if xt in ("", "IMAGE"):
         return (
             "random-groups"
-            if header.get("GROUPS", False) and header.get("NAXIS1", 1) == 0
+            if header.get("GROUPS", False) is True and header.get("NAXIS1", 1) == 0
             else "image"
         )
     return "ASCII-table" if xt == "TABLE" else f"{xt!r} extension"

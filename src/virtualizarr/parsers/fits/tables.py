@@ -23,6 +23,7 @@ import numpy as np
 
 from virtualizarr.errors import (
     CodecNotSupportedError,
+    CorruptFileError,
     ParserError,
     UnsupportedFeatureError,
     VariableSkippedWarning,
@@ -30,7 +31,13 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_safe
 
-__all__ = ["bintable_group", "compressed_image_array", "header_attributes", "parse_tform"]
+__all__ = [
+    "bintable_group",
+    "compressed_image_array",
+    "header_attributes",
+    "parse_tform",
+    "pseudo_unsigned",
+]
 
 _TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCMPQ])(.*)$")
 _WIDTH = {
@@ -78,6 +85,31 @@ def parse_tform(tform: str) -> tuple[int, str, int]:
     if code in "PQ":
         return repeat, code, repeat * _WIDTH[code]
     return repeat, code, repeat * _WIDTH[code]
+
+
+def pseudo_unsigned(dtype: np.dtype, scale: Any, zero: Any) -> tuple[np.dtype, list[Any]] | None:
+    """The dtype and codecs of an integer stored with offset ``-2**(bits-1)``, else None.
+
+    FITS has no unsigned 16/32/64-bit (or signed 8-bit) integers: they are stored as the
+    other signedness with ``BZERO``/``TZEROn`` = 32768, 2**31, 2**63 (or -128). Adding
+    that offset flips the sign bit, which the ``virtualizarr.sign_flip`` codec does on the
+    stored bytes, so the values are exact integers of astropy's type, not floats.
+
+    >>> pseudo_unsigned(np.dtype(">i2"), 1, 32768)
+    (dtype('>u2'), [{'name': 'virtualizarr.sign_flip', 'configuration': {'itemsize': 2}}])
+    """
+    if isinstance(scale, bool) or isinstance(zero, bool):
+        return None
+    if not isinstance(scale, int | float) or not isinstance(zero, int | float) or scale != 1:
+        return None
+    size = dtype.itemsize
+    if dtype.kind == "i" and size in (2, 4, 8) and zero == 2 ** (8 * size - 1):
+        out = np.dtype(f">u{size}")
+    elif dtype.kind == "u" and size == 1 and zero == -128:
+        out = np.dtype("i1")
+    else:
+        return None
+    return out, [{"name": "virtualizarr.sign_flip", "configuration": {"itemsize": size}}]
 
 
 def _value(v: Any) -> Any:
@@ -137,10 +169,21 @@ class _Column:
 
 def _columns(header: Any) -> list[_Column]:
     cols, offset = [], 0
-    for n in range(1, int(header.get("TFIELDS", 0)) + 1):
+    rowlen = header.integer("NAXIS1", 0)
+    tfields = header.integer("TFIELDS", 0)
+    if tfields > 999:
+        raise CorruptFileError(f"{header.what}: TFIELDS = {tfields} is more than 999.")
+    for n in range(1, tfields + 1):
         name = str(header.get(f"TTYPE{n}", "") or "").strip().replace("/", "_") or f"col{n}"
-        col = _Column(n, name, header[f"TFORM{n}"], offset, header.get(f"TDIM{n}"))
+        try:
+            col = _Column(n, name, str(header[f"TFORM{n}"]), offset, header.get(f"TDIM{n}"))
+        except ParserError as e:
+            raise CorruptFileError(f"{header.what}, column {n}: {e}") from e
         offset += col.width
+        if offset > rowlen:
+            raise CorruptFileError(
+                f"{header.what}: columns 1..{n} take {offset} bytes, more than a row's NAXIS1 = {rowlen}."
+            )
         cols.append(col)
     return cols
 
@@ -151,20 +194,40 @@ def _column_attrs(header: Any, n: int) -> dict[str, Any]:
         if f"{key}{n}" in header:
             attrs[attr] = str(header[f"{key}{n}"])
     scale, zero = header.get(f"TSCAL{n}", 1), header.get(f"TZERO{n}", 0)
+    for key, v in ((f"TSCAL{n}", scale), (f"TZERO{n}", zero)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise CorruptFileError(f"{header.what}: {key} = {v!r} is not a finite number.")
     if scale != 1:
         attrs["scale_factor"] = float(scale)
     if zero != 0:
+        # a float offset keeps float64 precision (e.g. a Julian date zero point)
         attrs["add_offset"] = int(zero) if float(zero).is_integer() else float(zero)
     if f"TNULL{n}" in header:
-        attrs["_FillValue"] = int(header[f"TNULL{n}"])
+        # astropy leaves binary-table nulls unmasked; CF masking would change the type
+        attrs["TNULL"] = header[f"TNULL{n}"]
     return attrs
 
 
 def bintable_group(
-    header: Any, data_offset: int, url: str, what: str, max_chunk_bytes: int
+    header: Any,
+    data_offset: int,
+    url: str,
+    what: str,
+    max_chunk_bytes: int,
+    data_size: int | None = None,
 ) -> ManifestGroup:
-    """A group of one virtual array per column of a binary table."""
-    rowlen, nrows = int(header["NAXIS1"]), int(header["NAXIS2"])
+    """A group of one virtual array per column of a binary table.
+
+    ``data_size`` (the HDU's data bytes, already checked against the file) must hold the
+    ``NAXIS1 x NAXIS2`` table.
+    """
+    if header.integer("NAXIS") != 2:
+        raise CorruptFileError(f"{what}: a binary table needs NAXIS = 2, not {header['NAXIS']}.")
+    rowlen, nrows = header.integer("NAXIS1"), header.integer("NAXIS2")
+    if data_size is not None and rowlen * nrows > data_size:
+        raise CorruptFileError(
+            f"{what}: {nrows} rows of {rowlen} bytes exceed its data ({data_size} bytes)."
+        )
     rows = min(max(nrows, 1), max(1, max_chunk_bytes // max(rowlen, 1)))
     nchunks = math.ceil(nrows / rows)
     starts = np.arange(nchunks, dtype=np.uint64) * np.uint64(rows)
@@ -182,14 +245,22 @@ def bintable_group(
             )
             warnings.warn(f"{where} is {reason}; skipped.", VariableSkippedWarning, stacklevel=3)
             continue
+        unsigned = None
         if col.code == "A":
             dtype = np.dtype(f"S{max(col.repeat // max(math.prod(col.dims), 1), 1)}")
         else:
             dtype = np.dtype(bool if col.code == "X" else _DTYPE[col.code])
+            if col.code in "IJK":
+                unsigned = pseudo_unsigned(
+                    dtype, header.get(f"TSCAL{col.index}", 1), header.get(f"TZERO{col.index}", 0)
+                )
         shape = (nrows, *col.dims)
         chunks = (rows, *(max(d, 1) for d in col.dims))
         grid = (nchunks, *(1 if d else 0 for d in col.dims))
         codecs: list[Any] = []
+        if unsigned is not None:  # TZERO = 2**(bits-1): unsigned integers, as astropy reads them
+            dtype, flip = unsigned
+            codecs.extend(flip)
         if col.code == "X":
             codecs.append({"name": "numcodecs.imagecodecs_packints",
                            "configuration": {"dtype": "|u1", "bitspersample": 1, "runlen": col.repeat}})  # fmt: skip
@@ -204,6 +275,8 @@ def bintable_group(
             )  # fmt: skip
         dims = ["row", *(f"{name}_dim{k}" for k in range(len(col.dims)))]
         attrs = {"fits_tform": str(header[f"TFORM{col.index}"]), **_column_attrs(header, col.index)}
+        if unsigned is not None:
+            attrs.pop("add_offset", None)
         meta = create_v3_array_metadata(shape=shape, data_type=dtype, chunk_shape=chunks, codecs=codecs,
                                         attributes=attrs, dimension_names=dims)  # fmt: skip
         arrays[name] = ManifestArray(meta, manifest)
@@ -226,6 +299,7 @@ def compressed_image_array(
     what: str,
     dims: list[str],
     read: Callable[[int, int], bytes],
+    file_size: int | None = None,
 ) -> ManifestArray:
     """The virtual array of a tile-compressed image: one chunk per tile of the heap."""
     from virtualizarr.codecs.fits import ALGORITHMS
@@ -235,12 +309,21 @@ def compressed_image_array(
         raise CodecNotSupportedError(
             f"{what}: tile compression {algorithm!r} has no codec; supported: {ALGORITHMS}."
         )
-    zbitpix, ndim = int(header["ZBITPIX"]), int(header["ZNAXIS"])
-    shape = tuple(int(header[f"ZNAXIS{k}"]) for k in range(ndim, 0, -1))
+    zbitpix, ndim = header["ZBITPIX"], header.integer("ZNAXIS", low=1)
+    if zbitpix not in _BITPIX or isinstance(zbitpix, bool) or ndim > 999:
+        raise CorruptFileError(
+            f"{what}: ZBITPIX = {zbitpix!r}, ZNAXIS = {ndim} are not an image type."
+        )
+    shape = tuple(header.integer(f"ZNAXIS{k}") for k in range(ndim, 0, -1))
     tile = tuple(
-        int(header.get(f"ZTILE{k}", header[f"ZNAXIS{k}"] if k == 1 else 1))
+        header.integer(f"ZTILE{k}", header[f"ZNAXIS{k}"] if k == 1 else 1, low=1)
         for k in range(ndim, 0, -1)
     )
+    if math.prod(tile) * 8 > max(file_size or 0, 1) * 1024 or 0 in shape:
+        # a tile decodes to at most ~1000x its compressed size; an empty image has no tiles
+        raise CorruptFileError(
+            f"{what}: tiles of {tile} cannot be stored in this file of {file_size} bytes."
+        )
     cols = {c.name.upper(): c for c in _columns(header)}
     if (
         "ZSCALE" in cols
@@ -258,18 +341,33 @@ def compressed_image_array(
         raise ParserError(
             f"{what}: a compressed image without a COMPRESSED_DATA descriptor column."
         )
-    rowlen, nrows = int(header["NAXIS1"]), int(header["NAXIS2"])
+    rowlen, nrows = header.integer("NAXIS1"), header.integer("NAXIS2")
     grid = tuple(math.ceil(s / t) for s, t in zip(shape, tile))
     if nrows != math.prod(grid):
         raise ParserError(
             f"{what}: {nrows} table rows for {math.prod(grid)} tiles of {tile} in {shape}."
         )
-    table = np.frombuffer(read(data_offset, rowlen * nrows), np.uint8).reshape(nrows, rowlen)
+    if file_size is not None and data_offset + rowlen * nrows > file_size:
+        raise CorruptFileError(
+            f"{what}: its table of {nrows} rows of {rowlen} bytes runs past the end of the file."
+        )
+    if data.offset + data.width > rowlen:
+        raise CorruptFileError(
+            f"{what}: the COMPRESSED_DATA column lies outside a row of {rowlen} bytes."
+        )
+    raw = read(data_offset, rowlen * nrows)
+    if len(raw) != rowlen * nrows:
+        raise CorruptFileError(
+            f"{what}: its table is truncated ({len(raw)} of {rowlen * nrows} bytes)."
+        )
+    table = np.frombuffer(raw, np.uint8).reshape(nrows, rowlen)
     desc = (
         table[:, data.offset : data.offset + data.width]
         .copy()
         .view(">i4" if data.code == "P" else ">i8")
     )
+    if np.any(desc < 0):
+        raise CorruptFileError(f"{what}: negative tile descriptors in COMPRESSED_DATA.")
     count, heap_offset = desc[:, 0].astype(np.uint64), desc[:, 1].astype(np.uint64)
     if np.any(count == 0):
         raise UnsupportedFeatureError(
@@ -279,7 +377,13 @@ def compressed_image_array(
     elem = {"B": 1, "I": 2, "J": 4}.get(
         _TFORM.match(str(header[f"TFORM{data.index}"])).group(3).strip()[:1], 1
     )
-    heap = np.uint64(data_offset + int(header.get("THEAP", rowlen * nrows)))
+    theap = header.integer("THEAP", rowlen * nrows)
+    heap = np.uint64(data_offset + theap)
+    ends = heap + heap_offset + count * np.uint64(elem)
+    if file_size is not None and (theap > file_size or (ends.size and int(ends.max()) > file_size)):
+        raise CorruptFileError(
+            f"{what}: a tile's heap bytes run past the end of the file ({file_size} bytes)."
+        )
     config: dict[str, Any] = {
         "algorithm": algorithm,
         "shape": list(tile),
