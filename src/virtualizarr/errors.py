@@ -15,6 +15,8 @@ __all__ = [
     "NEEDS_VALUES_HINT",
     "NeedsValuesError",
     "ParserError",
+    "SourceChangedError",
+    "SourceReadError",
     "UnknownFormatError",
     "UnsupportedFeatureError",
     "VariableSkippedWarning",
@@ -70,6 +72,18 @@ class CodecNotSupportedError(UnsupportedFeatureError):
 
 class ChunkReadError(VirtualiZarrError, OSError):
     """Raised when the bytes a reference points at cannot be fetched."""
+
+
+class SourceChangedError(VirtualiZarrError, OSError):
+    """Raised when a source file's size or ETag differs from the one recorded earlier.
+
+    Between two requests of one parse, or between parsing a file and reading its chunks:
+    the references would otherwise mix bytes of two versions of the file.
+    """
+
+
+class SourceReadError(VirtualiZarrError, OSError):
+    """Raised when bytes of a source file cannot be fetched (after retrying transient failures)."""
 
 
 class WriterError(VirtualiZarrError, ValueError):

@@ -75,30 +75,44 @@ def detect_parser(url: str, registry: ObjectStoreRegistry) -> Parser:
 
     Directories/prefixes are recognised as Zarr stores (``zarr.json``, ``.zgroup``,
     ``.zarray``) or kerchunk parquet references (``.zmetadata`` with ``record_size``).
+    The file's :class:`~virtualizarr.io.ByteSource` is handed to the parser (its
+    ``open_source`` call in this thread gets it back), so the head is fetched once.
+    Raises ``FileNotFoundError`` naming ``url`` when nothing is there.
     """
-    from virtualizarr.io import read_range
+    from virtualizarr.io import hand_over, open_source
+    from virtualizarr.manifests.manifest import normalize_path
 
-    # HDF5 files may carry a user block: the signature can sit at 512, 1024, 2048...
+    url = normalize_path(url)
     try:
-        head = read_range(url, 0, 4096, registry)
-    except (FileNotFoundError, IsADirectoryError, OSError):
-        head = None
-    name = None
-    if head is not None:
-        name = _sniff_bytes(head, url)
-        if name is None and len(head) >= 520:
-            for off in (512, 1024, 2048):
-                if head[off : off + 8] == b"\x89HDF\r\n\x1a\n":
-                    name = "HDFParser"
-    else:
+        source = open_source(url, registry)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        # not an object: maybe a directory or prefix holding a Zarr store
         name = _sniff_directory(url, registry)
+        if name is None:
+            if isinstance(e, FileNotFoundError):
+                raise
+            known = ", ".join(sorted({fmt for _, fmt in _PARSERS.values()}))
+            raise UnknownFormatError(
+                f"Cannot tell the format of {url}: it is a directory holding no Zarr store "
+                f"(zarr.json, .zgroup, .zarray) or kerchunk parquet references. Known formats: {known}."
+            ) from None
+        return __getattr__(name)()
+    head = source.head[:4096]
+    # HDF5 files may carry a user block: the signature can sit at 512, 1024, 2048...
+    name = _sniff_bytes(head, url)
+    if name is None and len(head) >= 520:
+        for off in (512, 1024, 2048):
+            if head[off : off + 8] == b"\x89HDF\r\n\x1a\n":
+                name = "HDFParser"
     if name is None:
+        source.close()
         known = ", ".join(sorted({fmt for _, fmt in _PARSERS.values()}))
-        what = "could not be read" if head is None else f"starts with {head[:8]!r}"
+        what = "is empty" if not head else f"starts with {head[:8]!r}"
         raise UnknownFormatError(
             f"Cannot tell the format of {url}: it {what}, which matches no known format. "
             f"Known formats: {known}. Pass parser= explicitly if it is one of them."
         )
+    hand_over(source, registry)
     return __getattr__(name)()
 
 
