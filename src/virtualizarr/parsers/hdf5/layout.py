@@ -185,7 +185,7 @@ def parse_layout_message(
     ndim: int | None = None,
     where: str,
 ) -> DataLayout:
-    """Decode a data layout message body (versions 1 to 4).
+    """Decode a data layout message body (versions 1 to 5).
 
     ``ndim`` is the dataset's rank, when known, to check the chunk dims (rank + 1 of them).
 
@@ -198,7 +198,7 @@ def parse_layout_message(
     version = c.uint(1)
     if version in (1, 2):
         layout = _parse_v1_v2(c, version, sizeof_offsets)
-    elif version in (3, 4):
+    elif version in (3, 4, 5):  # 5 (HDF5 2.0) is laid out as 4
         layout = _parse_v3_v4(c, version, sizeof_offsets, sizeof_lengths)
     else:
         raise CorruptFileError(f"{where}: data layout message has unknown version {version}")
@@ -246,7 +246,7 @@ def _parse_v3_v4(c: _Cursor, version: int, so: int, sl: int) -> DataLayout:
         return DataLayout(
             version, LayoutClass.CONTIGUOUS, address=address, size=c.uint(sl), raw=c.body
         )
-    if cls == 3 and version == 4:
+    if cls == 3 and version >= 4:
         address = c.address(so)
         return DataLayout(
             version, LayoutClass.VIRTUAL, virtual_heap_address=address,

@@ -1,0 +1,155 @@
+"""Version 1 B-trees of raw data chunks (node type 1): the chunk index of layout versions 1-3.
+
+A node is ``"TREE"``, type, level, entries used, left and right sibling addresses, then
+``key child key child ... key``; a key of a chunk is its stored size, its filter mask and
+its element offset along every dimension (plus a trailing 0 for the element size
+dimension). Children of level-0 nodes are chunks, of higher levels nodes one level down.
+
+All the nodes of one level are fetched in one ``read_many`` (each node read at the size of
+a full node, ``2 K`` entries, so one batch usually suffices) and decoded together with a
+numpy structured dtype; levels strictly decrease, so a cycle in the tree cannot loop.
+
+>>> # read_btree1_chunks(ctx, root_address, ndims_stored=4, k=32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from virtualizarr.errors import UnsupportedFeatureError
+from virtualizarr.parsers.hdf5.index_common import (
+    ChunkTable,
+    IndexContext,
+    corrupt,
+    empty_table,
+    stack_rows,
+)
+
+__all__ = ["read_btree1_chunks"]
+
+_STRUCTURE = "v1 B-tree node of the chunk index"
+_MAX_LEVEL = 64  # a tree of 64 levels of >= 2 entries would index more chunks than exist
+
+
+def _record_dtype(ndims_stored: int, so: int) -> np.dtype:
+    """One ``key child`` pair of a type-1 node."""
+    return np.dtype(
+        [
+            ("size", "<u4"),
+            ("mask", "<u4"),
+            ("offsets", "<u8", (ndims_stored,)),
+            ("child", f"<u{so}"),
+        ]
+    )
+
+
+def read_btree1_chunks(
+    ctx: IndexContext, root: int, *, ndims_stored: int, k: int = 32
+) -> ChunkTable:
+    """Every chunk of the v1 B-tree rooted at ``root``, read level by level."""
+    so = ctx.so
+    if so not in (2, 4, 8):
+        raise UnsupportedFeatureError(f"{ctx.where}: addresses of {so} bytes are not supported")
+    rec = _record_dtype(ndims_stored, so)
+    header = 8 + 2 * so
+    key_size = 8 + 8 * ndims_stored
+    capacity = max(2 * int(k), 1)
+    undefined = int(ctx.undefined)
+
+    addresses = np.array([root], np.uint64)
+    expected_level: int | None = None
+    visited = 0
+    leaves: list[np.ndarray] = []
+    while len(addresses):
+        visited += len(addresses)
+        if visited * header > ctx.file_size:
+            raise corrupt(ctx, _STRUCTURE, root, "more nodes than the file can hold")
+        rows, capacity = _read_level(ctx, addresses, header, rec, key_size, capacity)
+        ctx.check_signature(_STRUCTURE, rows, b"TREE", addresses)
+        node_type = rows[:, 4]
+        if (node_type != 1).any():
+            i = int(np.argmax(node_type != 1))
+            raise corrupt(
+                ctx, _STRUCTURE, int(addresses[i]),
+                f"node type {int(node_type[i])} (expected 1, raw data chunks)",
+            )  # fmt: skip
+        levels = rows[:, 5]
+        level = int(levels[0])
+        if (levels != level).any() or (expected_level is not None and level != expected_level):
+            i = int(np.argmax(levels != (level if expected_level is None else expected_level)))
+            raise corrupt(
+                ctx, _STRUCTURE, int(addresses[i]),
+                f"level {int(levels[i])} where level {expected_level if expected_level is not None else level} was expected",
+            )  # fmt: skip
+        if level > _MAX_LEVEL:
+            raise corrupt(ctx, _STRUCTURE, int(addresses[0]), f"level {level} is implausible")
+        used = np.ascontiguousarray(rows[:, 6:8]).view("<u2").reshape(-1).astype(np.int64)
+        records = np.ascontiguousarray(rows[:, header : header + capacity * rec.itemsize])
+        records = records.view(rec).reshape(len(rows), capacity)
+        valid = np.arange(capacity)[None, :] < used[:, None]
+        entries = records[valid]
+        if level == 0:
+            leaves.append(entries)
+            break
+        children = entries["child"].astype(np.uint64)
+        if len(children) and (
+            (children == np.uint64(undefined)).any() or int(children.max()) >= ctx.file_size
+        ):
+            bad = int(children[(children == np.uint64(undefined)) | (children >= ctx.file_size)][0])
+            raise corrupt(ctx, _STRUCTURE, int(addresses[0]), f"a child points to byte {bad}")
+        addresses = children
+        expected_level = level - 1
+    if not leaves or not len(leaves[0]):
+        return empty_table(ctx)
+    entries = leaves[0]
+    offsets = entries["offsets"][:, : ctx.ndim].astype(np.int64)
+    chunk = np.asarray(ctx.chunk_shape, np.int64)
+    if (offsets % chunk).any() or (offsets < 0).any():
+        raise corrupt(ctx, _STRUCTURE, root, "a chunk's element offset is not on the chunk grid")
+    table = ChunkTable.from_columns(
+        ctx.chunk_shape,
+        grid_coords=offsets // chunk,
+        offsets=entries["child"],
+        lengths=entries["size"],
+        filter_masks=entries["mask"],
+    )
+    ctx.check_chunks(table, _STRUCTURE)
+    return table
+
+
+def _read_level(
+    ctx: IndexContext,
+    addresses: np.ndarray,
+    header: int,
+    rec: np.dtype,
+    key_size: int,
+    capacity: int,
+) -> tuple[np.ndarray, int]:
+    """The nodes at ``addresses`` as ``(m, node_bytes)`` uint8, re-read larger if needed.
+
+    Nodes are read at the size of ``capacity`` entries, clipped at the end of the file.
+    A node using more entries than that (the file's K is larger than assumed) makes the
+    whole level be read again at the right size.
+    """
+    while True:
+        node_bytes = header + capacity * rec.itemsize + key_size
+        ranges = [(int(a), min(node_bytes, ctx.file_size - int(a))) for a in addresses]
+        for a, n in ranges:
+            if n < header:
+                raise corrupt(ctx, _STRUCTURE, a, "it lies past the end of the file")
+        rows = stack_rows(ctx.read_many(_STRUCTURE, ranges), node_bytes)
+        used = np.ascontiguousarray(rows[:, 6:8]).view("<u2").reshape(-1).astype(np.int64)
+        most = int(used.max()) if len(used) else 0
+        if most > capacity:
+            capacity = most
+            continue
+        # each node's used part must lie inside the file
+        need = header + used * rec.itemsize + key_size
+        avail = np.array([n for _, n in ranges], np.int64)
+        if (need > avail).any():
+            i = int(np.argmax(need > avail))
+            raise corrupt(
+                ctx, _STRUCTURE, int(addresses[i]),
+                f"its {int(used[i])} entries run past the end of the file",
+            )  # fmt: skip
+        return rows, capacity
