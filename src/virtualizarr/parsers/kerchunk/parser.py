@@ -83,7 +83,7 @@ class KerchunkJSONParser(_Options):
         refs, templates = _expand(doc, url)
         meta, chunks = _split_refs(refs)
         source = _JSONChunks(chunks, templates)
-        return _Builder(self, url, registry, meta, source).store()
+        return _with_sources(_Builder(self, url, registry, meta, source).store(), doc)
 
 
 class KerchunkParquetParser(_Options):
@@ -108,7 +108,7 @@ class KerchunkParquetParser(_Options):
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ParserError(f"{url}/.zmetadata is not kerchunk parquet metadata: {e!r}") from e
         source = _ParquetChunks(url, record_size, registry)
-        return _Builder(self, url, registry, meta, source).store()
+        return _with_sources(_Builder(self, url, registry, meta, source).store(), zmeta)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -401,6 +401,16 @@ def _parquet_columns(t: Any, pos: np.ndarray) -> _Columns:
 
 
 # -- assembling the store ------------------------------------------------------------------
+
+
+def _with_sources(store: ManifestStore, doc: Any) -> ManifestStore:
+    """``store`` with the source records a writer kept beside the references, if any."""
+    from virtualizarr.manifests.sources import group_with_records, records_from_json
+
+    records = records_from_json(doc.get("virtualizarr"))
+    if not records:
+        return store
+    return ManifestStore(group_with_records(store.group, records), registry=store.registry)
 
 
 class _Builder:
