@@ -1,0 +1,596 @@
+"""Our own HDF5 metadata reader as a parser engine: ``HDFParser(engine="own")``.
+
+:class:`OwnObjects` answers the same questions as the h5py engine
+(:class:`~virtualizarr.parsers.hdf5.objects.Objects`) from the file's bytes, read through a
+``virtualizarr.io`` ByteSource in batches: the headers of all members of a group in one
+``read_many``, the chunk index level by level (``layout.read_chunk_index``). What it does
+not implement raises :class:`~virtualizarr.parsers.hdf5.superblock.Fallback` naming the
+structure, and the parser reads that file with h5py instead: never a wrong reference.
+
+>>> # with open_own("file:///data/t.nc", registry) as objects:
+>>> #     [c.key for c in objects.children(objects.get("/"))]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from virtualizarr.errors import ParserError
+from virtualizarr.parsers.hdf5.dtypes import TypeInfo
+from virtualizarr.parsers.hdf5.groups import is_group, read_links
+from virtualizarr.parsers.hdf5.heaps import FractalHeap, btree2_records, read_global_objects
+from virtualizarr.parsers.hdf5.messages import (
+    ARRAY,
+    COMPOUND,
+    REFERENCE,
+    STRING,
+    VLEN,
+    Attribute,
+    Datatype,
+    Link,
+    parse_attribute,
+    parse_dataspace,
+    parse_datatype,
+    parse_dense_info,
+    parse_fill_value,
+    parse_filters,
+    standard_layout,
+)
+from virtualizarr.parsers.hdf5.nodes import (
+    Child,
+    DatasetNode,
+    Empty,
+    GroupNode,
+    Node,
+    ObjectRef,
+    Storage,
+)
+from virtualizarr.parsers.hdf5.object_header import (
+    ATTRIBUTE,
+    ATTRIBUTE_INFO,
+    DATASPACE,
+    DATATYPE,
+    EXTERNAL_FILES,
+    FILL,
+    FILL_OLD,
+    FILTERS,
+    LAYOUT,
+    ObjectHeader,
+    read_headers,
+    shared_address,
+)
+from virtualizarr.parsers.hdf5.superblock import SIGNATURE, Fallback, H5File, read_superblock
+
+__all__ = ["Fallback", "OwnObjects", "open_own"]
+
+_MAX_SOFT_HOPS = 16  # HDF5's own limit on soft links followed in one lookup
+
+
+@contextmanager
+def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
+    """Our reader over ``url``: raises ParserError if it is not HDF5, Fallback if the
+    file uses what we do not read."""
+    from virtualizarr.io import open_source
+
+    source = open_source(url, registry)
+    try:
+        head = source.head[:8] if source.size else b""
+        if not any(source.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
+            what = "is empty" if not head else f"starts with {head!r}"
+            raise ParserError(
+                f"{url} is not an HDF5/NetCDF4 file: it {what}, not the HDF5 signature "
+                f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
+            )
+        f = H5File(source, url)
+        yield OwnObjects(f, read_superblock(f))
+    finally:
+        source.close()
+
+
+class OwnObjects:
+    """The engine of our reader: nodes, links, attributes and dataset storage of one file."""
+
+    def __init__(self, f: H5File, sb: Any) -> None:
+        self.f = f
+        self.sb = sb
+        self.size = f.size
+        self._headers: dict[int, ObjectHeader] = {}
+        self._links: dict[int, list[Link]] = {}
+        self._children: dict[str, list[Child]] = {}
+        self._attrs: dict[int, OwnAttrTable] = {}
+        self._paths: dict[int, str] = {sb.root_address: "/"}
+        self._gheap: dict[int, Any] = {}
+        self._walked = False
+
+    # -- headers -----------------------------------------------------------------------------
+
+    def headers(self, addresses: list[int]) -> list[ObjectHeader]:
+        need = sorted({a for a in addresses if a not in self._headers})
+        if need:
+            for a, h in zip(need, read_headers(self.f, need)):
+                self._headers[a] = h
+        return [self._headers[a] for a in addresses]
+
+    def header(self, address: int) -> ObjectHeader:
+        return self.headers([address])[0]
+
+    def message(self, hdr: ObjectHeader, mtype: int) -> bytes | None:
+        """The body of a message of ``mtype``, a shared one read from where it lives."""
+        m = hdr.find(mtype)
+        if m is None:
+            return None
+        if not m.shared:
+            return m.body
+        addr = shared_address(self.f, m.body, f"object header at {hdr.address}")
+        target = self.header(addr).find(mtype)
+        if target is None or target.shared:
+            raise Fallback(f"a shared message of type {mtype} not stored in an object header")
+        return target.body
+
+    def _shared_type(self, body: bytes) -> Datatype:
+        addr = shared_address(self.f, body, "shared datatype")
+        msg = self.message(self.header(addr), DATATYPE)
+        if msg is None:
+            raise self.f.corrupt(f"committed datatype at {addr}", "no datatype message")
+        return parse_datatype(self.f, msg, f"committed datatype at {addr}")
+
+    def datatype(self, hdr: ObjectHeader) -> Datatype:
+        body = self.message(hdr, DATATYPE)
+        if body is None:
+            raise self.f.corrupt(f"dataset at {hdr.address}", "no datatype message")
+        return parse_datatype(self.f, body, f"dataset at {hdr.address}")
+
+    # -- navigation --------------------------------------------------------------------------
+
+    def _node(self, hdr: ObjectHeader, path: str) -> Node:
+        self._paths.setdefault(hdr.address, path)
+        if hdr.find(LAYOUT) is not None:
+            space_body = self.message(hdr, DATASPACE)
+            if space_body is None:
+                raise self.f.corrupt(f"dataset {path!r}", "no dataspace message")
+            space = parse_dataspace(self.f, space_body, f"dataset {path!r}")
+            if space.shape is None:
+                raise Fallback(f"dataset {path!r} with a null dataspace")
+            return DatasetNode(path, hdr.address, hdr, space.shape, space.maxshape or ())
+        if is_group(hdr):
+            return GroupNode(path, hdr.address, hdr)
+        return Node(path, hdr.address, hdr)
+
+    def links(self, group: GroupNode) -> list[Link]:
+        got = self._links.get(group.key)
+        if got is None:
+            got = self._links[group.key] = read_links(self.f, group.raw, self.sb)
+        return got
+
+    def get(self, path: str) -> Node | None:
+        """The object at the absolute ``path``, or None."""
+        node: Node = GroupNode("/", self.sb.root_address, self.header(self.sb.root_address))
+        node = self._node(node.raw, "/")
+        parts = [p for p in path.split("/") if p]
+        return self._walk(node, parts, 0)
+
+    def _walk(self, node: Node, parts: list[str], hops: int) -> Node | None:
+        for part in parts:
+            if not isinstance(node, GroupNode):
+                return None
+            link = next((lk for lk in self.links(node) if _decode(lk.name) == part), None)
+            if link is None:
+                return None
+            here = node.name.rstrip("/") + "/" + part
+            if link.kind == "hard":
+                node = self._node(self.header(link.address), here)
+            elif link.kind == "soft":
+                if hops >= _MAX_SOFT_HOPS:
+                    return None
+                target = self._soft(node, link.target, hops + 1)
+                if target is None:
+                    return None
+                node = self._renamed(target, here)
+            else:
+                return None
+        return node
+
+    def _renamed(self, node: Node, path: str) -> Node:
+        if isinstance(node, DatasetNode):
+            return DatasetNode(path, node.key, node.raw, node.shape, node.maxshape)
+        return type(node)(path, node.key, node.raw)
+
+    def _soft(self, group: GroupNode, target: str, hops: int) -> Node | None:
+        if target.startswith("/"):
+            root = self._node(self.header(self.sb.root_address), "/")
+            return self._walk(root, [p for p in target.split("/") if p], hops)
+        return self._walk(group, [p for p in target.split("/") if p and p != "."], hops)
+
+    def top_groups(self) -> list[str]:
+        root = self.get("/")
+        return sorted(c.key for c in self.children(root) if isinstance(c.obj, GroupNode))
+
+    def children(self, group: GroupNode) -> list[Child]:
+        """Members of ``group`` in h5py's order; all their headers read in one batch."""
+        out = self._children.get(group.name)
+        if out is not None:
+            return out
+        links = self.links(group)
+        self.headers([lk.address for lk in links if lk.kind == "hard" and lk.address is not None])
+        out = []
+        base = group.name.rstrip("/")
+        for lk in links:
+            key = _decode(lk.name)
+            path = f"{base}/{key}"
+            if lk.kind == "hard":
+                if lk.address is None:
+                    out.append(Child(key, "hard", "", KeyError(key)))
+                    continue
+                out.append(Child(key, "hard", "", self._node(self.header(lk.address), path)))
+            elif lk.kind == "soft":
+                target = self._soft(group, lk.target, 1)
+                obj: Any = KeyError(f"dangling soft link {lk.target!r}")
+                if target is not None:
+                    obj = self._renamed(target, path)
+                out.append(Child(key, "soft", lk.target, obj))
+            else:
+                out.append(Child(key, lk.kind, lk.target, None))
+        self._children[group.name] = out
+        return out
+
+    def deref(self, ref: Any) -> Node:
+        """The object an object reference (from an attribute) points at."""
+        if not isinstance(ref, ObjectRef) or ref.address == 0:
+            raise ValueError("null or invalid object reference")
+        addr = ref.address
+        if addr not in self._paths:
+            self._walk_all()
+        path = self._paths.get(addr)
+        if path is None:
+            raise KeyError(f"no object at address {addr} is linked in the file")
+        return self._renamed(self._node(self.header(addr), path), path)
+
+    def _walk_all(self) -> None:
+        """Register a path for every object linked in the file (hard links, depth first)."""
+        if self._walked:
+            return
+        self._walked = True
+        stack = [self.get("/")]
+        seen: set[int] = set()
+        while stack:
+            g = stack.pop()
+            if g.key in seen:
+                continue
+            seen.add(g.key)
+            stack.extend(
+                c.obj for c in self.children(g) if isinstance(c.obj, GroupNode) and c.link == "hard"
+            )
+
+    # -- attributes --------------------------------------------------------------------------
+
+    def attrs(self, obj: Node) -> OwnAttrTable:
+        table = self._attrs.get(obj.key)
+        if table is None:
+            table = self._attrs[obj.key] = OwnAttrTable(self, obj.raw)
+        return table
+
+    def global_objects(self, refs: list[tuple[int, int]]) -> list[bytes]:
+        return read_global_objects(self.f, refs, self._gheap)
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def _dtype(self, dset: DatasetNode) -> Datatype:
+        dt = dset.extra.get("dtype")
+        if dt is None:
+            dt = dset.extra["dtype"] = self.datatype(dset.raw)
+        return dt
+
+    def classify(self, dset: DatasetNode) -> tuple[TypeInfo, np.dtype]:
+        dt = self._dtype(dset)
+        return classify_type(dt), dt.numpy
+
+    def _layout(self, dset: DatasetNode) -> Any:
+        lay = dset.extra.get("layout")
+        if lay is None:
+            from virtualizarr.parsers.hdf5.layout import parse_layout_message
+
+            body = self.message(dset.raw, LAYOUT)
+            lay = dset.extra["layout"] = parse_layout_message(
+                body,
+                sizeof_offsets=self.f.so,
+                sizeof_lengths=self.f.sl,
+                ndim=dset.ndim,
+                where=f"{self.f.url}: variable {dset.name!r}",
+            )
+        return lay
+
+    def storage(self, dset: DatasetNode) -> Storage:
+        from virtualizarr.parsers.hdf5.layout import LayoutClass
+
+        lay = self._layout(dset)
+        kind = {
+            LayoutClass.COMPACT: "compact",
+            LayoutClass.CONTIGUOUS: "contiguous",
+            LayoutClass.CHUNKED: "chunked",
+            LayoutClass.VIRTUAL: "virtual",
+        }[lay.layout_class]
+        filters: list[Any] = []
+        chunks = None
+        if kind == "chunked":
+            chunks = tuple(int(c) for c in lay.chunk_shape)
+            body = self.message(dset.raw, FILTERS)
+            if body is not None:
+                filters = parse_filters(self.f, body, f"variable {dset.name!r}")
+        offset = lay.address if kind == "contiguous" else None
+        external = dset.raw.find(EXTERNAL_FILES) is not None
+        return Storage(kind, external, chunks, filters, offset)
+
+    def fill_value(self, dset: DatasetNode, h5dtype: np.dtype) -> Any:
+        if h5dtype.hasobject:
+            return None
+        what = f"variable {dset.name!r}"
+        raw = None
+        body = self.message(dset.raw, FILL)
+        if body is not None:
+            raw = parse_fill_value(self.f, body, what)
+        else:
+            old = self.message(dset.raw, FILL_OLD)
+            if old is not None:
+                raw = parse_fill_value(self.f, old, what, old=True)
+        if raw is None:
+            return np.zeros((1,), dtype=h5dtype)[0]
+        if len(raw) != h5dtype.itemsize:
+            raise Fallback(f"a fill value of {len(raw)} bytes for a {h5dtype.itemsize}-byte type")
+        return np.frombuffer(raw, dtype=h5dtype)[0]
+
+    def chunk_index(self, dset: DatasetNode) -> Any:
+        from virtualizarr.parsers.hdf5.layout import read_chunk_index
+
+        storage = self.storage(dset)
+        table = read_chunk_index(
+            self.f.source,
+            self._layout(dset),
+            shape=tuple(int(s) for s in dset.shape),
+            maxshape=tuple(dset.maxshape) if dset.maxshape else None,
+            dtype_size=self._dtype(dset).size,
+            filtered=bool(storage.filters),
+            sizeof_offsets=self.f.so,
+            sizeof_lengths=self.f.sl,
+            where=f"{self.f.url}: variable {dset.name!r}",
+            btree1_k=self.sb.indexed_storage_k,
+        )
+        return table.to_chunk_index()
+
+    def _raw_values(self, dset: DatasetNode) -> bytes | None:
+        """The dataset's stored bytes when kept raw (compact or contiguous), else Fallback."""
+        storage = self.storage(dset)
+        dt = self._dtype(dset)
+        nbytes = math.prod(dset.shape) * dt.size
+        if storage.layout == "compact":
+            data = self._layout(dset).compact_data or b""
+            if len(data) < nbytes:
+                raise self.f.corrupt(
+                    f"variable {dset.name!r}", "compact data shorter than its shape"
+                )
+            return data[:nbytes]
+        if storage.layout == "contiguous" and not storage.external:
+            if storage.offset is None:
+                return None
+            return self.f.read(storage.offset, nbytes, f"variable {dset.name!r} data")
+        raise Fallback(f"reading the values of a {storage.layout} dataset ({dset.name!r})")
+
+    def read(self, dset: DatasetNode, sel: Any = ()) -> np.ndarray:
+        """Values of compact/contiguous datasets whose bytes numpy reads as h5py would."""
+        dt = self._dtype(dset)
+        info = classify_type(dt)
+        if info.kind not in ("plain", "compound") or dt.numpy.hasobject or sel != ():
+            raise Fallback(f"values of {dset.name!r} that HDF5 must convert")
+        data = self._raw_values(dset)
+        if data is None:
+            return np.full(dset.shape, self.fill_value(dset, dt.numpy), dtype=dt.numpy)
+        return np.frombuffer(data, dtype=dt.numpy).reshape(dset.shape).copy()
+
+    def read_strings(self, dset: DatasetNode) -> np.ndarray:
+        """Variable-length strings (compact or contiguous) from the global heap."""
+        dt = self._dtype(dset)
+        data = self._raw_values(dset)
+        if data is None:
+            raise Fallback(f"unallocated variable-length strings ({dset.name!r})")
+        vals = self._vlen(dt, data, math.prod(dset.shape))
+        out = np.empty(len(vals), dtype=object)
+        out[:] = [b.decode("utf-8", "replace") for b in vals]
+        return out.reshape(dset.shape)
+
+    def _vlen(self, dt: Datatype, data: bytes, count: int) -> list[Any]:
+        """Elements of a variable-length type: bytes (strings) or arrays (sequences)."""
+        so = self.f.so
+        step = 4 + so + 4
+        if len(data) < count * step:
+            raise self.f.corrupt("variable-length data", "truncated")
+        refs, lens = [], []
+        for i in range(count):
+            p = i * step
+            lens.append(int.from_bytes(data[p : p + 4], "little"))
+            refs.append(
+                (
+                    int.from_bytes(data[p + 4 : p + 4 + so], "little"),
+                    int.from_bytes(data[p + 4 + so : p + step], "little"),
+                )
+            )
+        objs = self.global_objects(refs)
+        if dt.is_vlen_string:
+            return [o[:n] for o, n in zip(objs, lens)]
+        base = dt.base
+        out = []
+        for o, n in zip(objs, lens):
+            if len(o) < n * base.size:
+                raise self.f.corrupt("variable-length data", "heap object shorter than its length")
+            out.append(self.decode(base, o[: n * base.size], n))
+        return out
+
+    def decode(self, dt: Datatype, data: bytes, count: int) -> np.ndarray:
+        """``count`` elements of ``dt`` from ``data``, as h5py hands them back (1-d)."""
+        if len(data) < count * dt.size:
+            raise self.f.corrupt("attribute value", "shorter than its type and shape")
+        if dt.cls == STRING:
+            pad = dt.bits & 0xF
+            items = []
+            for i in range(count):
+                s = data[i * dt.size : (i + 1) * dt.size].split(b"\0", 1)[0]
+                items.append(s.rstrip(b" ") if pad == 2 else s)
+            return np.array(items, dtype=dt.numpy) if items else np.zeros(0, dt.numpy)
+        if dt.cls == REFERENCE:
+            out = np.empty(count, dtype=object)
+            out[:] = [
+                ObjectRef(int.from_bytes(data[i * dt.size : i * dt.size + self.f.so], "little"))
+                for i in range(count)
+            ]
+            return out
+        if dt.cls == VLEN:
+            vals = self._vlen(dt, data, count)
+            out = np.empty(count, dtype=object)
+            out[:] = vals
+            return out
+        if dt.cls == COMPOUND and dt.numpy.hasobject:
+            fields = [(name, m.numpy) for name, _, m in dt.members]
+            out = np.empty(count, dtype=np.dtype(fields))
+            for name, off, m in dt.members:
+                col = b"".join(
+                    data[i * dt.size + off : i * dt.size + off + m.size] for i in range(count)
+                )
+                out[name] = self.decode(m, col, count)
+            return out
+        if dt.cls == ARRAY or (dt.cls == COMPOUND and _nested_strings(dt)):
+            raise Fallback("attribute values of array or string-holding compound types")
+        return np.frombuffer(data[: count * dt.size], dtype=dt.numpy).copy()
+
+
+def _nested_strings(dt: Datatype) -> bool:
+    return any(m.cls in (STRING, ARRAY, VLEN, REFERENCE, COMPOUND) for _, _, m in dt.members)
+
+
+def _decode(name: bytes) -> Any:
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:  # h5py hands such names back as bytes
+        return name
+
+
+def classify_type(dt: Datatype) -> TypeInfo:
+    """:func:`~virtualizarr.parsers.hdf5.dtypes.classify_dtype` for our parsed types."""
+    np_dt = dt.numpy
+    if dt.is_vlen_string:
+        return TypeInfo("vlen_str", np.dtype(np.dtypes.StringDType()), "variable-length strings")
+    if dt.cls == VLEN:
+        return TypeInfo("skip", None, "variable-length sequences have no Zarr data type")
+    if dt.cls == REFERENCE:
+        return TypeInfo("skip", None, "HDF5 object/region references have no Zarr data type")
+    if np_dt.names is not None and np_dt.kind != "c":
+        if all(
+            f[0].names is None
+            and f[0].subdtype is None
+            and f[0].kind in "biufcS"
+            and m.cls not in (REFERENCE, VLEN)
+            for f, (_, _, m) in zip((np_dt.fields[n] for n in np_dt.names), dt.members)
+        ):
+            fields = [(n, np_dt.fields[n][0].newbyteorder("<")) for n in np_dt.names]
+            return TypeInfo("compound", np.dtype(fields), "compound (struct) records")
+        return TypeInfo("skip", None, "compound type with nested, array or variable-length members")
+    if np_dt.subdtype is not None:
+        return TypeInfo("skip", None, f"HDF5 array type {np_dt} has no Zarr data type")
+    if np_dt.kind not in "biufcS":
+        return TypeInfo(
+            "skip", None, f"HDF5 datatype {np_dt} (opaque/bitfield/time) has no Zarr data type"
+        )
+    native = np.dtype(np_dt.str)
+    if not standard_layout(dt):
+        return TypeInfo("convert", native, f"its HDF5 type is not stored like numpy's {native}")
+    return TypeInfo("plain", native)
+
+
+class OwnAttrTable:
+    """The attributes of one object (compact or dense), with h5py's names, order and values."""
+
+    def __init__(self, objects: OwnObjects, hdr: ObjectHeader) -> None:
+        self.o = objects
+        self.hdr = hdr
+        self._attrs: dict[Any, Attribute] | None = None
+        self._names: list[Any] | None = None
+        self._values: dict[Any, tuple[Any, Any]] = {}
+
+    def _load(self) -> None:
+        if self._attrs is not None:
+            return
+        f = self.o.f
+        what = f"object header at {self.hdr.address}"
+        attrs = [
+            parse_attribute(f, self._body(m), what, self.o._shared_type)
+            for m in self.hdr.all(ATTRIBUTE)
+        ]
+        for a, m in zip(attrs, self.hdr.all(ATTRIBUTE)):
+            a.order = m.order
+        info_body = self.o.message(self.hdr, ATTRIBUTE_INFO)
+        if info_body is not None:
+            info = parse_dense_info(f, info_body, what, links=False)
+            if info.heap is not None and info.name_index is not None:
+                heap = FractalHeap.read(f, info.heap)
+                recs = btree2_records(f, info.name_index, what + " attribute name index")
+                for r in recs:
+                    if r[8] & 1:
+                        raise Fallback("attributes stored as shared messages")
+                ids = [r[:8][: heap.id_len] for r in recs]
+                for r, body in zip(recs, heap.objects(ids)):
+                    a = parse_attribute(f, body, what, self.o._shared_type)
+                    a.order = int.from_bytes(r[9:13], "little")
+                    attrs.append(a)
+        if self.hdr.attr_order_tracked:
+            attrs.sort(key=lambda a: a.order if a.order is not None else 0)
+        else:
+            attrs.sort(key=lambda a: a.name)
+        self._names = [_decode(a.name) for a in attrs]
+        self._attrs = dict(zip(self._names, attrs))
+
+    def _body(self, m: Any) -> bytes:
+        if m.shared:
+            raise Fallback("attributes stored as shared messages")
+        return m.body
+
+    def names(self) -> list[Any]:
+        self._load()
+        return list(self._names or [])
+
+    def value(self, key: Any) -> Any:
+        return self._read(key)[0]
+
+    def string_info(self, key: Any) -> Any:
+        return self._read(key)[1]
+
+    def _read(self, key: Any) -> tuple[Any, Any]:
+        got = self._values.get(key)
+        if got is not None:
+            return got
+        self._load()
+        assert self._attrs is not None
+        a = self._attrs.get(key)
+        if a is None:
+            raise KeyError(f"Can't open attribute {key!r}")
+        dt = a.dtype
+        info = dt.string_info()
+        if a.space.shape is None:
+            got = (Empty(dt.numpy), info)
+        else:
+            shape = a.space.shape
+            elem = dt
+            if dt.cls == ARRAY:
+                shape = shape + tuple(dt.props["dims"])
+                elem = dt.base
+            count = math.prod(shape)
+            arr = self.o.decode(elem, a.data, count)
+            if elem.is_vlen_string:
+                strs = np.empty(count, dtype=object)
+                strs[:] = [b.decode("utf-8", "surrogateescape") for b in arr]
+                arr = strs
+            arr = arr.reshape(shape)
+            got = (arr[()] if arr.ndim == 0 else arr, info)
+        self._values[key] = got
+        return got
