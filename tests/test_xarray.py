@@ -226,3 +226,22 @@ def test_open_data_reads_real_values_lazily(sample):
     data = ds.vz.open_data()
     np.testing.assert_array_equal(data["air"].values, values["air"])
     assert data["time"].dtype.kind == "M"
+
+
+def test_nbytes_counts_each_path_once():
+    import sys
+
+    url = "s3://bucket/" + "x" * 5000 + ".nc"  # a long path: counted per variable it would dominate
+    arrays = {}
+    for name in ("a", "b", "c"):
+        meta = create_v3_array_metadata(
+            shape=(10,), data_type="f4", chunk_shape=(5,), dimension_names=["t"]
+        )
+        manifest = ChunkManifest.from_arrays(paths=url, offsets=[0, 20], lengths=[20, 20])
+        arrays[name] = ManifestArray(meta, manifest)
+    ds = xr.Dataset({n: ("t", a) for n, a in arrays.items()})
+    grids = sum(a.manifest.nbytes - sys.getsizeof(url) for a in arrays.values())
+    assert ds.vz.nbytes == grids + sys.getsizeof(url)
+    # a slice shares its parent's grids: they count once too
+    ds2 = ds.assign(d=("u", ds["a"].data[:5]))
+    assert ds2.vz.nbytes == ds.vz.nbytes

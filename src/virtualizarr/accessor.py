@@ -36,11 +36,44 @@ class VirtualiZarrDatasetAccessor:
 
     @property
     def nbytes(self) -> int:
-        """Memory the dataset holds: references of virtual variables plus loaded values."""
+        """Memory the dataset holds: references of virtual variables plus loaded values.
+
+        Each distinct path (and inlined chunk) counts once, however many variables
+        reference it, and grids shared between variables (views) count once.
+
+        >>> # open_virtual_mfdataset(files).vz.nbytes / ds.vz.nrefs()  # bytes per reference
+        """
+        import sys
+
+        import numpy as np
+
+        def owner(a: Any) -> Any:  # the buffer a view shares (a slice, a broadcast)
+            while isinstance(a, np.ndarray) and a.base is not None:
+                a = a.base
+            return a
+
+        def size(o: Any) -> int:
+            if isinstance(o, np.ndarray):
+                return o.nbytes
+            try:
+                return memoryview(o).nbytes
+            except TypeError:
+                return sys.getsizeof(o)
+
         total = 0
+        owners: dict[int, Any] = {}
+        entries: set[str | bytes] = set()
         for var in self._ds.variables.values():
-            total += var.data.nbytes_virtual if isinstance(var.data, ManifestArray) else var.nbytes
-        return total
+            if not isinstance(var.data, ManifestArray):
+                total += var.nbytes
+                continue
+            m = var.data.manifest
+            for a in (m.path_ids, m.offsets, m.lengths):
+                o = owner(a)
+                owners[id(o)] = o
+            entries.update(m.table)
+        total += sum(size(o) for o in owners.values())
+        return total + sum(sys.getsizeof(t) for t in entries)
 
     def nrefs(self) -> int:
         """Number of chunk references (present chunks) over all virtual variables."""
