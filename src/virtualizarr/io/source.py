@@ -354,6 +354,10 @@ class ByteSource:
         return f"{type(self).__name__}({self.url!r}, size={self.size}, {self.stats})"
 
 
+class NotAFileError(IsADirectoryError, FileNotFoundError):
+    """A directory where a file was expected: both "is a directory" and "no file here"."""
+
+
 def _clip(offset: int, length: int, size: int) -> tuple[int, int]:
     if offset < 0 or length < 0:
         raise ValueError(f"negative offset or length: ({offset}, {length})")
@@ -378,8 +382,7 @@ class LocalSource(ByteSource):
             raise type(e)(e.errno, f"Cannot read {url}: {e.strerror}") from e
         if stat.S_ISDIR(st.st_mode):
             self.close()
-            # FileNotFoundError (not IsADirectoryError): "no file here" is what callers test
-            raise FileNotFoundError(f"Cannot read {url}: it is a directory, not a file")
+            raise NotAFileError(f"Cannot read {url}: it is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
             self.close()
             raise SourceReadError(f"Cannot read {url}: not a regular file")

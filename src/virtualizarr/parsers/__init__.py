@@ -89,7 +89,7 @@ def detect_parser(url: str, registry: ObjectStoreRegistry) -> Parser:
         # not an object: maybe a directory or prefix holding a Zarr store
         name = _sniff_directory(url, registry)
         if name is None:
-            if isinstance(e, FileNotFoundError):
+            if not isinstance(e, IsADirectoryError):
                 raise
             known = ", ".join(sorted({fmt for _, fmt in _PARSERS.values()}))
             raise UnknownFormatError(
