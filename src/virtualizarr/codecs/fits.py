@@ -34,6 +34,7 @@ from numcodecs.abc import Codec
 from zarr.registry import register_codec
 
 from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.errors import ChunkReadError
 
 __all__ = [
     "ALGORITHMS",
@@ -135,11 +136,19 @@ class FitsTile(Codec):  # type: ignore[misc]
         return np.frombuffer(raw, stored)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        values = np.asarray(self._values(_u8(buf).tobytes())).ravel()
+        import zlib
+
+        try:
+            values = np.asarray(self._values(_u8(buf).tobytes())).ravel()
+        except (zlib.error, EOFError, OSError, ValueError, RuntimeError) as e:
+            # gzip's BadGzipFile is an OSError; imagecodecs' errors are RuntimeErrors
+            raise ChunkReadError(
+                f"A {self.algorithm} tile cannot be decoded: {type(e).__name__}: {e}"
+            ) from e
         npix = math.prod(self.shape)
         row = math.prod(self.shape[1:])
         if values.size != npix and not (values.size < npix and row and values.size % row == 0):
-            raise ValueError(
+            raise ChunkReadError(
                 f"{self.algorithm} tile decoded to {values.size} values, which is neither the tile "
                 f"shape {tuple(self.shape)} nor whole rows of it."
             )
@@ -178,7 +187,7 @@ class RecordField(Codec):  # type: ignore[misc]
         data = _u8(buf)
         n, rest = divmod(data.size, self.record_size)
         if rest or n > self.records:
-            raise ValueError(
+            raise ChunkReadError(
                 f"{data.size} bytes are not at most {self.records} whole records of {self.record_size} bytes."
             )
         res = np.zeros((self.records, self.size), dtype=np.uint8)
@@ -213,7 +222,7 @@ class SignFlip(Codec):  # type: ignore[misc]
     def decode(self, buf: Any, out: Any = None) -> Any:
         data = _u8(buf).copy()
         if data.size % self.itemsize:
-            raise ValueError(f"{data.size} bytes are not whole {self.itemsize}-byte integers.")
+            raise ChunkReadError(f"{data.size} bytes are not whole {self.itemsize}-byte integers.")
         data[:: self.itemsize] ^= 0x80
         return numcodecs.compat.ndarray_copy(data, out) if out is not None else data
 

@@ -29,6 +29,7 @@ from numcodecs.abc import Codec
 from zarr.registry import register_codec
 
 from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.errors import ChunkReadError
 
 __all__ = ["Pad", "PadCodec", "TiffJpeg", "TiffJpegCodec"]
 
@@ -57,7 +58,7 @@ class Pad(Codec):  # type: ignore[misc]
     def decode(self, buf: Any, out: Any = None) -> Any:
         data = np.frombuffer(_as_bytes(buf), dtype=np.uint8)
         if data.size < self.min_size:
-            raise ValueError(
+            raise ChunkReadError(
                 f"segment decoded to {data.size} bytes, fewer than the {self.min_size} it must "
                 f"hold (chunk size {self.size}): the file is corrupt or not what its tags say."
             )
@@ -116,18 +117,23 @@ class TiffJpeg(Codec):  # type: ignore[misc]
     def decode(self, buf: Any, out: Any = None) -> Any:
         import imagecodecs
 
-        a = imagecodecs.jpeg_decode(
-            _as_bytes(buf),
-            tables=self.tables,
-            colorspace=self.colorspace,
-            outcolorspace=self.outcolorspace,
-        )
+        try:
+            a = imagecodecs.jpeg_decode(
+                _as_bytes(buf),
+                tables=self.tables,
+                colorspace=self.colorspace,
+                outcolorspace=self.outcolorspace,
+            )
+        except (imagecodecs.JpegError, ValueError, RuntimeError) as e:  # imagecodecs' own errors
+            raise ChunkReadError(
+                f"A JPEG segment cannot be decoded: {type(e).__name__}: {e}"
+            ) from e
         if a.ndim == 2:
             a = a[..., np.newaxis]
         rows, width, samples = self.shape
         h, w, s = a.shape
         if s != samples or not (h >= rows or h == self.edge[0]) or w not in (width, self.edge[1]):
-            raise ValueError(
+            raise ChunkReadError(
                 f"JPEG segment decoded to shape {a.shape}, which is neither the segment shape "
                 f"{tuple(self.shape)} nor that of an edge segment {(*self.edge, samples)}."
             )

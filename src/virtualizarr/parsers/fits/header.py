@@ -327,6 +327,11 @@ def walk_hdus(
         header = Header.from_bytes(header_bytes, what)
         nbytes, shape = data_size(header, primary=index == 0)
         data_offset = offset + len(header_bytes)
+        if data_offset + nbytes > size and index == 0:
+            raise CorruptFileError(
+                f"{what}: its data ({nbytes} bytes from byte {data_offset}) runs past the end of "
+                f"the file ({size} bytes): the file is truncated or its NAXISn are corrupt."
+            )
         if data_offset + nbytes > size:
             warnings.warn(
                 f"{what}: its data ({nbytes} bytes from byte {data_offset}) runs past the end of "

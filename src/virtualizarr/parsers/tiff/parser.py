@@ -24,13 +24,24 @@ lie outside the array.
 
 from __future__ import annotations
 
+import logging
 import math
+import struct
+import threading
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from virtualizarr.errors import CodecNotSupportedError, ParserError, UnsupportedFeatureError
+from virtualizarr.errors import (
+    CodecNotSupportedError,
+    CorruptFileError,
+    ParserError,
+    UnsupportedFeatureError,
+    VariableSkippedWarning,
+    VirtualiZarrError,
+)
 from virtualizarr.io import open_reader
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
@@ -97,13 +108,27 @@ class TIFFParser:
         import virtualizarr.codecs.imagecodecs_wrappers
         import virtualizarr.codecs.tiff  # noqa: F401
 
-        with open_reader(url, registry) as fh:
+        with open_reader(url, registry) as fh, _TifffileLog() as log:
+            url = fh.url
             try:
                 tif = tifffile.TiffFile(fh, name=url.rsplit("/", 1)[-1])
             except tifffile.TiffFileError as e:
                 raise ParserError(f"Cannot read {url} as TIFF: {e}") from e
+            except _CORRUPT as e:  # tifffile trusts counts and offsets
+                raise CorruptFileError(f"Cannot read {url} as TIFF: {type(e).__name__}: {e}") from e
             with tif:
-                group = self._build(tif, fh.url, fh.size)
+                try:
+                    group = self._build(tif, url, fh.size)
+                except VirtualiZarrError:
+                    raise
+                except (tifffile.TiffFileError, *_CORRUPT) as e:
+                    raise CorruptFileError(
+                        f"{url}: an IFD is corrupt ({type(e).__name__}: {e})."
+                    ) from e
+        for message in log.messages:  # what tifffile dropped (geo keys, tags...): say so
+            warnings.warn(
+                f"{url}: tifffile: {message}; left out.", VariableSkippedWarning, stacklevel=2
+            )
         return ManifestStore(group, registry=registry)
 
     def _build(self, tif: Any, url: str, file_size: int) -> ManifestGroup:
@@ -139,6 +164,51 @@ class TIFFParser:
         attrs = {"tiff_byteorder": tif.byteorder, "tiff_is_bigtiff": tif.is_bigtiff,
                  "tiff_n_ifds": len(pages)}  # fmt: skip
         return ManifestGroup(arrays=arrays, attributes=attrs)
+
+
+# What tifffile (and numpy, struct) raise on inconsistent tags: a corrupt file, never ours.
+_CORRUPT = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+    RecursionError,
+    struct.error,
+    EOFError,
+)
+
+
+class _TifffileLog(logging.Filter):
+    """Collects (and silences) tifffile's log warnings of this thread during one parse.
+
+    tifffile logs, and goes on without, a tag it cannot parse (GeoTIFF keys, for one);
+    the parser turns each into a :class:`VariableSkippedWarning` naming the file. A
+    filter on the logger (not a handler) sees only records of the thread that parses.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+        self._thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self._thread or record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+        return False
+
+    def __enter__(self) -> Self:
+        logging.getLogger("tifffile").addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("tifffile").removeFilter(self)
 
 
 class _DimNamer:
@@ -186,6 +256,10 @@ def _scaled(
     return (a * sx, 0.0, c, 0.0, e * sy, f)
 
 
+_MAX_CHUNK_BYTES = 1 << 31
+"""Largest decoded segment accepted: bigger ones come from corrupt tags, not real files."""
+
+
 def _page_attributes(page: TiffPage) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "tiff_compression": _enum_name(page.compression),
@@ -215,8 +289,12 @@ def _ifd_array(
 ) -> ManifestArray:
     """The virtual array of one IFD."""
     sep, depth, length, width, contig = page.shaped
+    if min(sep, depth, length, width, contig) <= 0:
+        raise CorruptFileError(f"{_what(page, i, url)}: an empty image of shape {page.shaped}.")
     if page.is_tiled:
         seg = (page.tiledepth, page.tilelength, page.tilewidth)
+        if min(seg) <= 0:
+            raise CorruptFileError(f"{_what(page, i, url)}: tiles of shape {seg}.")
     else:
         if depth > 1:
             raise UnsupportedFeatureError(
@@ -226,12 +304,30 @@ def _ifd_array(
     full_chunk = (1, *seg, contig)
     full_shape = (sep, depth, length, width, contig)
     grid = tuple(math.ceil(s / c) for s, c in zip(full_shape, full_chunk))
+    itemsize = max(np.dtype(page.dtype).itemsize if page.dtype is not None else 1, 1)
+    if math.prod(full_chunk) * itemsize > _MAX_CHUNK_BYTES:
+        raise CorruptFileError(
+            f"{_what(page, i, url)}: segments of {full_chunk} values are larger than "
+            f"{_MAX_CHUNK_BYTES} bytes (the tags are corrupt)."
+        )
     offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
     counts = np.asarray(page.databytecounts, dtype=np.uint64)
     if offsets.size != math.prod(grid) or counts.size != offsets.size:
         raise ParserError(
             f"{_what(page, i, url)}: {offsets.size} segment offsets and {counts.size} byte counts, "
             f"but the image of shape {page.shape} in segments of {seg} needs {math.prod(grid)}."
+        )
+    size = np.uint64(file_size)
+    past = (
+        (offsets != 0)
+        & (counts != 0)
+        & ((offsets > size) | (counts > size - np.minimum(offsets, size)))
+    )
+    if past.any():
+        k = int(np.argmax(past))
+        raise CorruptFileError(
+            f"{_what(page, i, url)}: segment {k} ({int(counts[k])} bytes at {int(offsets[k])}) runs "
+            f"past the end of the file ({file_size} bytes); the file is truncated or corrupt."
         )
     keep = _kept_axes(page)
     shape = tuple(s for s, k in zip(full_shape, keep) if k)
