@@ -13,7 +13,7 @@ import xarray as xr
 import zarr
 
 from tests.conftest import real_files
-from virtualizarr.errors import CorruptFileError, ParserError, VariableSkippedWarning
+from virtualizarr.errors import CorruptFileError, ParserError
 from virtualizarr.parsers import GRIBParser, detect_parser
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
@@ -335,27 +335,6 @@ def test_duplicates_split_or_error(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[len(a)], eccodes_values(b))
     with pytest.raises(ParserError, match=r"messages 0 \(byte 0\) and 1 .*duplicates='split'"):
         parse(path, duplicates="error")
-
-
-def test_multi_field_message_keeps_first_field_and_warns(tmp_path: Path) -> None:
-    path = tmp_path / "multi.grib2"
-    a, b = write_messages(path, hypercube_specs()[:2])
-
-    def sections(msg: bytes) -> list[bytes]:
-        pos, out = 16, []
-        while pos < len(msg) - 4:
-            n = int.from_bytes(msg[pos : pos + 4], "big")
-            out.append(msg[pos : pos + n])
-            pos += n
-        return out
-
-    body = b"".join(sections(a)) + b"".join(s for s in sections(b) if s[4] in (4, 5, 6, 7))
-    multi = bytearray(a[:16]) + body + b"7777"
-    multi[8:16] = len(multi).to_bytes(8, "big")
-    path.write_bytes(bytes(multi))
-    with pytest.warns(VariableSkippedWarning, match=r"message 0 at byte offset 0 holds 2 fields"):
-        store = parse(path)
-    np.testing.assert_array_equal(chunk_values(store)[0], eccodes_values(a))
 
 
 def test_codec_numcodecs_form_decodes_like_v3(tmp_path: Path) -> None:

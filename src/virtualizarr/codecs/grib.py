@@ -38,20 +38,52 @@ CODEC_ID = "virtualizarr.grib"
 def decode_message(message: bytes | memoryview) -> np.ndarray:
     """The values of one GRIB message (float64, in the message's scanning order).
 
+    ``message`` is a whole message, or -- for a field of a multi-field GRIB2 message --
+    the message up to the end of that field's data section; the last field is decoded.
+    Its structure (section lengths, value counts, bits per value) is checked before
+    ecCodes sees it, since some corrupt headers crash ecCodes; any problem raises
+    :class:`~virtualizarr.errors.ChunkReadError`.
+
     Missing points read as NaN: ecCodes is told to use NaN as its missing value, so
-    the substitution happens exactly where the bitmap (or the packing) says "missing",
-    never by comparing values with a sentinel.
+    the substitution happens exactly where the bitmap (or the missing-value management
+    of complex packing, primary and secondary) says "missing", never by comparing
+    values with a sentinel.
 
     >>> # values = decode_message(open("t2m.grib", "rb").read())  # 1-D float64
     """
     import eccodes
 
-    h = eccodes.codes_new_from_message(bytes(message))
+    from virtualizarr.errors import ChunkReadError
+    from virtualizarr.parsers.grib.sections import (
+        GribStructureError,
+        check_points,
+        decodable_message,
+    )
+
+    data = bytes(message)
     try:
+        single = decodable_message(data)
+    except GribStructureError as e:
+        raise ChunkReadError(f"{_describe(data)} cannot be decoded: {e}.") from None
+    try:
+        h = eccodes.codes_new_from_message(single)
+    except eccodes.GribInternalError as e:
+        raise ChunkReadError(f"ecCodes cannot read {_describe(data)}: {e}.") from e
+    try:
+        check_points(eccodes.codes_get_long(h, "numberOfDataPoints"), len(single))
         eccodes.codes_set(h, "missingValue", np.nan)
         return np.asarray(eccodes.codes_get_values(h), dtype=np.float64)
+    except (eccodes.GribInternalError, GribStructureError) as e:
+        raise ChunkReadError(f"ecCodes cannot decode {_describe(data)}: {e}.") from e
     finally:
         eccodes.codes_release(h)
+
+
+def _describe(data: bytes) -> str:
+    """What a chunk looks like, for errors (the codec does not know the file it came from)."""
+    if len(data) >= 8 and data[:4] == b"GRIB":
+        return f"the GRIB{data[7]} message chunk of {len(data)} bytes"
+    return f"the GRIB chunk of {len(data)} bytes starting {data[:8]!r}"
 
 
 def _parse_dtype(data: Any) -> str:
@@ -98,7 +130,9 @@ class GribCodec(ArrayBytesCodec):
         values = decode_message(chunk_bytes.as_numpy_array().tobytes())
         n = math.prod(chunk_spec.shape)
         if values.size != n:
-            raise ValueError(
+            from virtualizarr.errors import ChunkReadError
+
+            raise ChunkReadError(
                 f"GRIB message decodes to {values.size} values but the chunk has shape "
                 f"{chunk_spec.shape} ({n} values): the reference does not match the message."
             )

@@ -9,6 +9,7 @@ import numpy as np
 from virtualizarr.io import read_range
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.parsers.grib.sections import GribStructureError, decodable_message
 
 if TYPE_CHECKING:
     from virtualizarr.parsers.grib.scan import Message
@@ -196,8 +197,14 @@ def _latlon(
         if data is None:
             if msg.header[7] == 1:  # GRIB1 headers already are the whole message
                 break
-            data = read_range(url, msg.offset, msg.length, registry)
-        h = eccodes.codes_new_from_message(data)
+            try:  # the field itself (its structure was checked by the scan)
+                data = decodable_message(read_range(url, msg.offset, msg.length, registry))
+            except GribStructureError:
+                break
+        try:
+            h = eccodes.codes_new_from_message(data)
+        except eccodes.GribInternalError:
+            continue
         try:
             lat = np.asarray(eccodes.codes_get_array(h, "latitudes"), dtype=np.float64)
             lon = np.asarray(eccodes.codes_get_array(h, "longitudes"), dtype=np.float64)

@@ -21,23 +21,23 @@ grouped the way cfgrib builds its hypercubes:
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from virtualizarr.codecs.grib import GribCodec
+from virtualizarr.conversion import inline_array
 from virtualizarr.errors import (
     CorruptFileError,
     ParserError,
-    VariableSkippedWarning,
 )
 from virtualizarr.io import read_range
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.parsers.grib.coords import axis_attrs, geography, inline_array
+from virtualizarr.parsers.grib.coords import axis_attrs, geography
 from virtualizarr.parsers.grib.scan import Message, scan_messages
+from virtualizarr.parsers.grib.sections import GribStructureError, check_points, decodable_message
 from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -45,20 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GRIBParser"]
 
-_STR_KEYS = (
-    "shortName",
-    "cfVarName",
-    "name",
-    "units",
-    "cfName",
-    "typeOfLevel",
-    "stepType",
-    "gridType",
-    "dataType",
-    "md5GridSection",
-    "centre",
-    "centreDescription",
-)
 _INT_KEYS = (
     "edition",
     "paramId",
@@ -108,7 +94,8 @@ class GRIBParser:
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
         messages = scan_messages(url, registry)
-        rows = [_message_keys(url, registry, m) for m in messages]
+        cache = _KeyCache()
+        rows = [_message_keys(url, registry, m, cache) for m in messages]
         groups = _assign_groups(url, rows, split=self.duplicates == "split")
         geo_cache: dict[tuple[Any, ...], Any] = {}  # groups on one grid share its coordinates
         children = {
@@ -129,53 +116,146 @@ class GRIBParser:
 
 # -- keys of each message -------------------------------------------------------------------
 
+# Keys that ecCodes derives from its parameter tables ("concepts"): about 1 ms each per
+# message. They depend on the parameter, the level and the centre's tables, never on the
+# reference date, so messages whose headers differ only in that date share them.
+_CONCEPT_KEYS = ("shortName", "cfVarName", "name", "units", "cfName")
+_STR_KEYS = (
+    "typeOfLevel",
+    "stepType",
+    "gridType",
+    "dataType",
+    "md5GridSection",
+    "centre",
+    "centreDescription",
+)
 
-def _message_keys(url: str, registry: ObjectStoreRegistry, msg: Message) -> dict[str, Any]:
+
+class _KeyCache:
+    """Keys already read, by header bytes with the reference date masked (see :func:`_date_key`)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, dict[str, Any]] = {}
+        self.concepts: dict[tuple[Any, ...], dict[str, str]] = {}
+
+
+def _message_keys(
+    url: str, registry: ObjectStoreRegistry, msg: Message, cache: _KeyCache
+) -> dict[str, Any]:
+    masked = _date_key(msg.header)
+    if masked is not None and masked[0] in cache.rows:
+        row = dict(cache.rows[masked[0]])
+        row["message"] = msg
+        row["dataDate"], row["dataTime"], second = masked[1]
+        row["time"] = _epoch(row["dataDate"], row["dataTime"], second)
+        return row
+    row = _read_keys(url, registry, msg, cache)
+    if masked is not None:
+        cache.rows[masked[0]] = row
+    return row
+
+
+def _date_key(header: bytes) -> tuple[bytes, tuple[int, int, int]] | None:
+    """The header with its reference date zeroed, and that date as (dataDate, dataTime, second).
+
+    GRIB1: the product definition and grid sections (octets 13-17 and 25 of the PDS are
+    the date). GRIB2: the discipline and sections 1-4 (octets 13-19 of section 1 are the
+    date); section 5 (the packing: reference value, scale factors) holds no key we read.
+    """
+    try:
+        if header[7] == 1:
+            n_pds = int.from_bytes(header[8:11], "big")
+            pds = bytearray(header[8 : 8 + n_pds])
+            y, mo, d, hh, mi, c = pds[12], pds[13], pds[14], pds[15], pds[16], pds[24]
+            pds[12:17] = bytes(5)
+            pds[24] = 0
+            rest = b""
+            if pds[7] & 0x80:
+                n_gds = int.from_bytes(header[8 + n_pds : 11 + n_pds], "big")
+                rest = header[8 + n_pds : 8 + n_pds + n_gds]
+            date = ((c - 1) * 100 + y) * 10000 + mo * 100 + d
+            return b"1" + bytes(pds) + rest, (date, hh * 100 + mi, 0)
+        parts, pos = [header[6:7]], 16
+        date = (0, 0, 0)
+        while pos < len(header) - 4:
+            n, num = int.from_bytes(header[pos : pos + 4], "big"), header[pos + 4]
+            sec = header[pos : pos + n]
+            if num == 1:
+                yr = int.from_bytes(sec[12:14], "big")
+                date = (yr * 10000 + sec[14] * 100 + sec[15], sec[16] * 100 + sec[17], sec[18])
+                sec = sec[:12] + bytes(7) + sec[19:]
+            if num in (1, 2, 3, 4):
+                parts.append(sec)
+            pos += max(n, 5)
+        return b"2" + b"".join(parts), date
+    except IndexError:  # pragma: no cover -- headers were checked by the scan
+        return None
+
+
+def _epoch(date: int, time: int, second: int) -> int:
+    day = np.datetime64(f"{date // 10000:04d}-{date // 100 % 100:02d}-{date % 100:02d}", "s")
+    return int(day.astype(np.int64)) + (time // 100) * 3600 + (time % 100) * 60 + second
+
+
+def _read_keys(
+    url: str, registry: ObjectStoreRegistry, msg: Message, cache: _KeyCache
+) -> dict[str, Any]:
     import eccodes
 
     try:
         h = eccodes.codes_new_from_message(msg.header)
     except eccodes.GribInternalError:
-        # a packing whose headers ecCodes will not read without the data: use the whole message
+        # a packing whose headers ecCodes will not read without the data: use the field itself
         try:
-            h = eccodes.codes_new_from_message(read_range(url, msg.offset, msg.length, registry))
-        except eccodes.GribInternalError as e:
-            raise CorruptFileError(
-                f"{url}: ecCodes cannot read GRIB message {msg.index} at byte offset "
-                f"{msg.offset}: {e}."
-            ) from e
+            data = decodable_message(read_range(url, msg.offset, msg.length, registry))
+            h = eccodes.codes_new_from_message(data)
+        except (eccodes.GribInternalError, GribStructureError) as e:
+            raise CorruptFileError(f"{url}: ecCodes cannot read {msg.where}: {e}.") from e
     try:
         row: dict[str, Any] = {"message": msg}
         for key in _STR_KEYS:
             row[key] = _get(h, key, str, "unknown")
         for key in _INT_KEYS:
             row[key] = _get(h, key, int, -1)
+        concept = (row["edition"], row["centre"], row["subCentre"], row["paramId"])
+        strings = cache.concepts.get(concept) if row["paramId"] > 0 else None
+        if strings is None:
+            strings = {k: _get(h, k, str, "unknown") for k in _CONCEPT_KEYS}
+            cache.concepts[concept] = strings
+        row.update(strings)
         row["level"] = _get(h, "level", float, 0.0)
         row["number"] = _get(h, "number", int, None)
-        d, t, s = row["dataDate"], row["dataTime"], _get(h, "second", int, 0)
-        row["time"] = (
-            int(
-                np.datetime64(f"{d // 10000:04d}-{d // 100 % 100:02d}-{d % 100:02d}", "s").astype(
-                    np.int64
-                )
-            )
-            + (t // 100) * 3600
-            + (t % 100) * 60
-            + s
-        )
+        second = _get(h, "second", int, 0)
+        row["time"] = _epoch(row["dataDate"], row["dataTime"], second)
         eccodes.codes_set(h, "stepUnits", "s")
         row["step"] = _get(h, "endStep", int, 0)
+    except (eccodes.GribInternalError, ValueError) as e:
+        raise CorruptFileError(f"{url}: ecCodes cannot read the keys of {msg.where}: {e}.") from e
     finally:
         eccodes.codes_release(h)
-    if msg.n_fields > 1:
-        warnings.warn(
-            f"{url}: GRIB message {msg.index} at byte offset {msg.offset} holds {msg.n_fields} fields; "
-            f"only its first ({row['shortName']}) can be referenced as one chunk, the other "
-            f"{msg.n_fields - 1} are left out.",
-            VariableSkippedWarning,
-            stacklevel=4,
-        )
+    _check_grid(url, msg, row)
     return row
+
+
+def _check_grid(url: str, msg: Message, row: dict[str, Any]) -> None:
+    """Refuse grids the message cannot hold, before anything is allocated for them."""
+    try:
+        check_points(row["numberOfDataPoints"], msg.message_length)
+    except GribStructureError as e:
+        raise CorruptFileError(f"{url}: {msg.where} is corrupt: {e}.") from None
+    ni, nj = row["Ni"], row["Nj"]
+    if row["gridType"] in (
+        "regular_ll",
+        "regular_gg",
+        "rotated_ll",
+        "lambert",
+        "polar_stereographic",
+        "mercator",
+    ) and (ni <= 0 or nj <= 0 or ni * nj != row["numberOfDataPoints"]):
+        raise CorruptFileError(
+            f"{url}: {msg.where} is corrupt: its {row['gridType']} grid of Ni={ni} by Nj={nj} "
+            f"does not have its {row['numberOfDataPoints']} data points."
+        )
 
 
 def _get(h: Any, key: str, kind: type, default: Any) -> Any:
