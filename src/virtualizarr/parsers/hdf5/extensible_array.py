@@ -68,7 +68,7 @@ def read_extensible_array_chunks(ctx: IndexContext, address: int) -> ChunkTable:
         raise corrupt(ctx, _HEADER, address, "invalid creation parameters")
     if iblock_addr == int(ctx.undefined) or max_idx_set == 0:
         return empty_table(ctx)
-    if max_idx_set > ctx.file_size:  # each element takes at least one byte of the file
+    if max_idx_set > 1 << max_bits:  # (elements are only allocated for blocks read)
         raise corrupt(ctx, _HEADER, address, f"claims {max_idx_set} elements")
 
     # geometry of the super blocks (HDF5's "sblk_info")
