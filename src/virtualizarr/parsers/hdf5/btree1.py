@@ -84,8 +84,12 @@ def read_btree1_chunks(
         if level > _MAX_LEVEL:
             raise corrupt(ctx, _STRUCTURE, int(addresses[0]), f"level {level} is implausible")
         used = np.ascontiguousarray(rows[:, 6:8]).view("<u2").reshape(-1).astype(np.int64)
-        records = np.ascontiguousarray(rows[:, header : header + capacity * rec.itemsize])
-        records = records.view(rec).reshape(len(rows), capacity)
+        # a node as one structured record (no copy): header, ``capacity`` entries, the rest
+        node = np.dtype(
+            [("head", f"V{header}"), ("entries", rec, (capacity,)),
+             ("tail", f"V{rows.shape[1] - header - capacity * rec.itemsize}")]
+        )  # fmt: skip
+        records = rows.reshape(-1).view(node)["entries"]
         valid = np.arange(capacity)[None, :] < used[:, None]
         entries = records[valid]
         if level == 0:
