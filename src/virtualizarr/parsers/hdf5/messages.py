@@ -154,7 +154,7 @@ def _datatype(c: Cursor) -> Datatype:
         names, formats, offsets = [], [], []
         for _ in range(n):
             name = _name(c, version)
-            if version == 3:
+            if version >= 3:
                 nb = max(1, (size.bit_length() + 7) // 8)
                 off = c.u(nb)
             else:
