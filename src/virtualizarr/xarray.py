@@ -85,21 +85,51 @@ def read_raw_variables(
 
 
 def decode_variables(
-    raw: dict[str, xr.Variable], decode_times: bool | None
+    raw: dict[str, xr.Variable], decode_times: bool | None, source: str | None = None
 ) -> dict[str, xr.Variable]:
-    """CF-decode loaded variables as ``xr.open_dataset`` would."""
+    """CF-decode loaded variables as ``xr.open_dataset`` would.
+
+    A value or unit CF cannot decode (a corrupt time unit, a date out of range) raises
+    :class:`~virtualizarr.errors.ParserError` naming ``source`` and the variable.
+    """
     if not raw:
         return {}
-    # What xr.decode_cf does, without building (and indexing) a Dataset around it.
-    # None means "xarray's default", which for decode_times is spelled True.
-    decoded, _, _ = xr.conventions.decode_cf_variables(
-        raw,
-        {},
-        decode_times=True if decode_times is None else decode_times,
-        decode_timedelta=decode_times,
-        mask_and_scale=True,
-    )
-    return decoded
+
+    def decode(variables: dict[str, xr.Variable]) -> dict[str, xr.Variable]:
+        # What xr.decode_cf does, without building (and indexing) a Dataset around it.
+        # None means "xarray's default", which for decode_times is spelled True.
+        decoded, _, _ = xr.conventions.decode_cf_variables(
+            variables,
+            {},
+            decode_times=True if decode_times is None else decode_times,
+            decode_timedelta=decode_times,
+            mask_and_scale=True,
+        )
+        for var in decoded.values():  # decoding is lazy: its errors surface here, not later
+            var.load()
+        return decoded
+
+    try:
+        return decode(raw)
+    except (ValueError, OverflowError, TypeError) as e:
+        from virtualizarr.errors import ParserError
+
+        culprit = next((n for n in raw if not _decodes(decode, n, raw[n])), None)
+        what = f"variable {culprit!r}" if culprit else f"variables {sorted(raw)}"
+        reason = str(e).split("\n", 1)[0]
+        raise ParserError(
+            f"{source or 'the file'}: cannot CF-decode the loaded {what} "
+            f"({type(e).__name__}: {reason}). Open it with decode_times=False, or keep it "
+            f"virtual by leaving it out of loadable_variables."
+        ) from e
+
+
+def _decodes(decode: Any, name: str, var: xr.Variable) -> bool:
+    try:
+        decode({name: var})
+    except (ValueError, OverflowError, TypeError):
+        return False
+    return True
 
 
 def select_variables(
@@ -135,7 +165,7 @@ def dataset_from_store(
     """
     node = _subgroup(store.group, group, source or "store")
     arrays, load = select_variables(node, drop_variables, loadable_variables, source)
-    loaded = decode_variables(read_raw_variables(node, store.registry, load), decode_times)
+    loaded = decode_variables(read_raw_variables(node, store.registry, load), decode_times, source)
     return dataset_from_group(arrays, node.attributes, loaded, source=source)
 
 

@@ -152,7 +152,7 @@ def file_mutants(
     magic: int = 4,
     header: int | None = None,
 ) -> list[Mutant]:
-    """``n`` seeded mutants of ``data`` (plus one per boundary and field value, capped at ``n``).
+    """``n`` seeded mutants of ``data``: up to half at ``boundaries``/``fields``, the rest random.
 
     - truncations at every structure boundary in ``boundaries`` (and one byte either side) and
       at random points;
@@ -187,7 +187,7 @@ def file_mutants(
             label = f.name or f"{f.offset}:{f.size}{f.order}"
             structured.append(Mutant(f"huge[{label}]={v:#x}", bytes(buf)))
     rng.shuffle(structured)
-    out += structured
+    out += structured[: max(n // 2, 1)]  # the other half random, whatever the structure
     kinds = ["truncate", "bitflip", "bitflip", "zero", "huge"] if size else ["truncate"]
     while len(out) < n:
         kind = rng.choice(kinds)

@@ -457,6 +457,36 @@ def test_open_virtual_dataset_detects_netcdf3(tmp_path: Path) -> None:
     assert ds["with_fill"].attrs["_FillValue"] == -1.0
 
 
+@pytest.mark.parametrize(
+    ("units", "calendar", "values", "cause"),
+    [
+        ("days since 1961-01-01", None, [-2147483647], "ValueError"),  # as CRM032_test1.nc
+        # cftime's overflow, in the middle (xarray infers the dtype from the first and last)
+        ("days since 1900-1-1", "360_day", [0, 1e300, 1], "OverflowError"),
+    ],
+)
+def test_undecodable_time_coordinate_names_file_and_variable(
+    tmp_path: Path, units: str, calendar: str | None, values: list[float], cause: str
+) -> None:
+    """A time coordinate CF cannot decode: ParserError naming the file and variable, with
+    xarray's reason; netCDF4-python reads the raw value; decode_times=False opens it."""
+    from virtualizarr.xarray import open_virtual_dataset
+
+    path = tmp_path / "t.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as nc:
+        nc.createDimension("time", len(values))
+        v = nc.createVariable("time", "i4" if cause == "ValueError" else "f8", ("time",))
+        v.units = units
+        if calendar:
+            v.calendar = calendar
+        v[:] = values
+    with pytest.raises(ParserError, match=f"variable 'time' \\({cause}") as info:
+        open_virtual_dataset(str(path))
+    assert str(path) in str(info.value)
+    ds = open_virtual_dataset(str(path), decode_times=False)
+    np.testing.assert_array_equal(ds["time"].values, netcdf4_values(path)["time"])
+
+
 # -- real files (../shared/data/real/netcdf3) ------------------------------------------------
 
 

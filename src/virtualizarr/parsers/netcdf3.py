@@ -50,6 +50,9 @@ _NC_CHAR = 2
 _TAG_DIMENSION, _TAG_VARIABLE, _TAG_ATTRIBUTE = 10, 11, 12
 _FORMATS = {1: "CDF-1 (classic)", 2: "CDF-2 (64-bit offset)", 5: "CDF-5 (64-bit data)"}
 _U4, _U8 = struct.Struct(">I"), struct.Struct(">Q")
+# fewest header bytes of one dimension / attribute / variable entry (CDF-1 and 2; CDF-5, whose
+# counts are 8 bytes), to refuse a count the file is too short for before looping on it
+_MIN_BYTES = {_TAG_DIMENSION: (8, 16), _TAG_ATTRIBUTE: (12, 20), _TAG_VARIABLE: (28, 48)}
 _FIRST_READ = 1 << 16  # most headers fit; bigger ones are fetched in doubling steps
 
 
@@ -155,7 +158,16 @@ class _Cursor:
                 f"{self.url}: corrupt netCDF-3 header: expected the {what} list tag {tag} "
                 f"(or an absent list) at byte {self.pos - (12 if self.version == 5 else 8)}, found {found}."
             )
+        self.check_count(n, _MIN_BYTES[tag][self.version == 5], f"{what} entries")
         return n
+
+    def check_count(self, n: int, each: int, what: str) -> None:
+        """Refuse a count whose elements (``each`` bytes at least) cannot fit in the file."""
+        if n * each > self.size - self.pos:
+            raise CorruptFileError(
+                f"{self.url}: corrupt netCDF-3 header: {n} {what} at byte {self.pos} need at "
+                f"least {n * each} bytes, but the file has only {self.size - self.pos} left."
+            )
 
 
 def _attribute_value(cur: _Cursor, nc_type: int, name: str, where: str) -> Any:
@@ -228,6 +240,7 @@ def parse_header(
     for i in range(cur.list_header(_TAG_VARIABLE, "variable")):
         name = cur.name(f"variable {i}")
         ndims = cur.nonneg(f"the number of dimensions of variable {name!r}")
+        cur.check_count(ndims, 8 if version == 5 else 4, f"dimension ids of variable {name!r}")
         dimids = tuple(cur.nonneg(f"the dimension ids of variable {name!r}") for _ in range(ndims))
         vattrs = _attributes(cur, f"variable {name!r}")
         nc_type = cur.u4(f"the type of variable {name!r}")
@@ -342,19 +355,12 @@ def _build_array(
     names = [header.dimensions[d][0] for d in var.dimids]
     shape = tuple(header.dimensions[d][1] for d in var.dimids)
     slab = _slab_bytes(header, var)
-    if shape and shape[0] == 0:  # record variable: one chunk per record
-        shape = (layout.numrecs, *shape[1:])
-        chunks = (1, *shape[1:])
-        offsets = var.begin + np.arange(layout.numrecs, dtype=np.uint64) * np.uint64(layout.recsize)
-        lengths = np.full(layout.numrecs, slab, dtype=np.uint64)
+    record = bool(shape) and shape[0] == 0
+    # Where the data ends, checked against the file before anything is allocated: a corrupt
+    # numrecs or dimension length must not size the manifest (0x7fffffff records = 16 GiB).
+    if record:
         end = var.begin + (layout.numrecs - 1) * layout.recsize + slab if layout.numrecs else 0
     else:
-        rows = _fixed_rows_per_chunk(shape, dtype.itemsize, var.begin, size, max_chunk_bytes)
-        chunks = (rows, *shape[1:]) if shape else ()
-        n = math.ceil(shape[0] / rows) if shape else 1
-        step = slab // shape[0] * rows if shape else slab
-        offsets = var.begin + np.arange(n, dtype=np.uint64) * np.uint64(step)
-        lengths = np.full(n, step, dtype=np.uint64)
         end = var.begin + slab
     if end and var.begin < header.size:
         raise CorruptFileError(
@@ -367,6 +373,18 @@ def _build_array(
             f"the file ({size} bytes): the file is truncated. Leave the variable out with "
             f"NetCDF3Parser(drop_variables=[{var.name!r}])."
         )
+    if record:  # one chunk per record
+        shape = (layout.numrecs, *shape[1:])
+        chunks = (1, *shape[1:])
+        offsets = var.begin + np.arange(layout.numrecs, dtype=np.uint64) * np.uint64(layout.recsize)
+        lengths = np.full(layout.numrecs, slab, dtype=np.uint64)
+    else:
+        rows = _fixed_rows_per_chunk(shape, dtype.itemsize, var.begin, size, max_chunk_bytes)
+        chunks = (rows, *shape[1:]) if shape else ()
+        n = math.ceil(shape[0] / rows) if shape else 1
+        step = slab // shape[0] * rows if shape else slab
+        offsets = var.begin + np.arange(n, dtype=np.uint64) * np.uint64(step)
+        lengths = np.full(n, step, dtype=np.uint64)
     grid = (len(offsets),) + (1,) * (len(shape) - 1) if shape else ()
     manifest = ChunkManifest.from_path_ids(
         table=[url],
