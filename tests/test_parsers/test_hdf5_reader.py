@@ -169,7 +169,6 @@ def test_chunk_index_types_match(
     tmp_path: Path, libver: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / f"idx_{libver}.h5"
-    rng = np.random.default_rng(1)
     with h5py.File(path, "w", libver=libver) as f:
         data = np.arange(2000, dtype="<f4").reshape(50, 40)  # compressible: no skipped filter
         f.create_dataset("fixed", data=data, chunks=(7, 9), compression="gzip")
@@ -224,6 +223,17 @@ def test_group_and_drop_variables_options(tmp_path: Path, caplog: pytest.LogCapt
 # -- corrupt and truncated files ---------------------------------------------------------------
 
 
+def _parse_own_strict(path: Path) -> ManifestGroup:
+    """Our reader alone (the parser would retry a file it finds corrupt with h5py)."""
+    from virtualizarr.parsers.hdf5.own import open_own
+
+    url = f"file://{path}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with open_own(url, ObjectStoreRegistry()) as objects:
+            return HDFParser(engine="own")._build(objects, url, objects.size)
+
+
 @pytest.mark.parametrize("libver", ["earliest", "latest"])
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
 def test_truncated_file_raises_corrupt(tmp_path: Path, libver: str, keep: float) -> None:
@@ -232,8 +242,10 @@ def test_truncated_file_raises_corrupt(tmp_path: Path, libver: str, keep: float)
     data = path.read_bytes()
     cut = tmp_path / "cut.h5"
     cut.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(CorruptFileError, match="cut.h5"):
-        _parse(cut, "own")
+    with pytest.raises(CorruptFileError, match=r"cut\.h5"):
+        _parse_own_strict(cut)
+    with pytest.raises(CorruptFileError, match=r"cut\.h5"):
+        _parse(cut, "own")  # h5py agrees
 
 
 def test_corrupt_header_checksum_raises(tmp_path: Path) -> None:
@@ -247,8 +259,8 @@ def test_corrupt_header_checksum_raises(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[root + 12] ^= 0xFF  # inside the root group's header: its checksum no longer matches
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptFileError, match=r"c\.h5.*object header"):
-        _parse(path, "own")
+    with pytest.raises(CorruptFileError, match=r"c\.h5.*object header.*checksum"):
+        _parse_own_strict(path)
 
 
 def test_not_hdf5_is_parser_error(tmp_path: Path) -> None:

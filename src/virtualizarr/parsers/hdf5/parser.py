@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from virtualizarr.errors import (
     CorruptFileError,
     ParserError,
-    VariableSkippedWarning,
     VirtualiZarrError,
 )
 from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
+from virtualizarr.parsers.hdf5.arrays import build_array
+from virtualizarr.parsers.hdf5.context import ParseContext, skip
 from virtualizarr.parsers.hdf5.netcdf import DimensionNamer, read_attributes, variable_name
 from virtualizarr.parsers.hdf5.nodes import DatasetNode, GroupNode
 from virtualizarr.parsers.hdf5.objects import Objects
@@ -117,12 +116,21 @@ class HDFParser:
                 return ManifestStore(group, registry=registry)
             except Fallback as e:
                 log.info("%s: read with h5py: our HDF5 reader does not implement %s", url, e)
+            except (FileNotFoundError, VirtualiZarrError) as e:
+                if not isinstance(e, CorruptFileError):
+                    raise
+                # h5py has the last word on damage: a file it reads is not corrupt
+                log.warning("%s: read with h5py: our HDF5 reader failed (%s)", url, e)
+            except Exception as e:  # noqa: BLE001  (a bug of ours must not cost the file)
+                log.warning(
+                    "%s: read with h5py: our HDF5 reader failed (%s: %s)", url, type(e).__name__, e
+                )
         with open_hdf5(url, registry) as (f, size):
             group = self._build(Objects(f), url, size)
         return ManifestStore(group, registry=registry)
 
     def _build(self, objects: Any, url: str, size: int) -> ManifestGroup:
-        ctx = _Context(url, size, DimensionNamer(objects), objects, self)
+        ctx = ParseContext(url, size, DimensionNamer(objects), objects, self)
         root = _select_group(objects, self.group, url)
         try:
             for ancestor in _ancestors(root.name):  # phony dims count up from the root
@@ -135,16 +143,6 @@ class HDFParser:
                 f"{url}: cannot read its HDF5 metadata; the file is truncated or corrupt "
                 f"({size} bytes; h5py: {type(e).__name__}: {e})."
             ) from e
-
-
-@dataclass
-class _Context:
-    url: str
-    file_size: int
-    namer: DimensionNamer
-    objects: Any
-    """The engine: :class:`Objects` (h5py) or ``own.OwnObjects``."""
-    parser: HDFParser
 
 
 def _load_filter_plugins() -> None:
@@ -219,16 +217,7 @@ def _ancestors(path: str) -> list[str]:
     return ["/"] + ["/" + "/".join(parts[:i]) for i in range(1, len(parts))] if parts else []
 
 
-def skip(ctx: _Context, path: str, reason: str) -> None:
-    """Warn that a variable is left out of the store."""
-    warnings.warn(
-        f"{ctx.url}: variable {path!r} skipped: {reason}.", VariableSkippedWarning, stacklevel=2
-    )
-
-
-def _build_group(ctx: _Context, h5group: GroupNode, rel: str) -> ManifestGroup:
-    from virtualizarr.parsers.hdf5.arrays import build_array
-
+def _build_group(ctx: ParseContext, h5group: GroupNode, rel: str) -> ManifestGroup:
     ctx.namer.visit_group(h5group)
     group_name = h5group.name
     arrays: dict[str, ManifestArray] = {}
