@@ -111,6 +111,11 @@ class _Cache:
             return self._starts[i], self._data[i]
         return off, b""
 
+    def end_before(self, off: int) -> int:
+        """End of the last cached piece starting before ``off`` (0 if none)."""
+        i = bisect.bisect_left(self._starts, off) - 1
+        return self._starts[i] + len(self._data[i]) if i >= 0 else 0
+
     def get(self, off: int, n: int) -> bytes:
         """``n`` bytes from ``off`` (fewer at EOF), or raise :class:`NeedBytes`."""
         n = max(0, min(n, self.size - off))
@@ -249,7 +254,11 @@ def _locate(cache: _Cache, url: str, remote: bool) -> list[tuple[int, int, bool]
                 try:
                     return cache.get(off, n)
                 except NeedBytes as e:
-                    cache.fetch([(e.offset, max(e.length, block))])
+                    # reading through: also fill the hole since the last piece (the
+                    # rest of the message before), which step 2 would fetch on its own
+                    lo = cache.end_before(e.offset)
+                    lo = lo if e.offset - lo < block else e.offset
+                    cache.fetch([(lo, e.offset - lo + max(e.length, block))])
 
         start = _find_marker(cache, get, pos, block)
         if start < 0:
