@@ -144,6 +144,31 @@ def test_layout_message_errors() -> None:
     assert lay.chunk_nbytes == 8
 
 
+def test_layout_versions_1_and_2() -> None:
+    """Old layout messages (HDF5 1.4 era), built by hand from the specification."""
+    addr = (4096).to_bytes(8, "little")
+    dims = b"".join(d.to_bytes(4, "little") for d in (10, 20, 8))
+    for version in (1, 2):
+        head = bytes([version, 3, 2]) + bytes(5)
+        lay = parse_layout_message(head + addr + dims, sizeof_offsets=8, sizeof_lengths=8,
+                                   ndim=2, where="old.h5")  # fmt: skip
+        assert lay.layout_class == LayoutClass.CHUNKED
+        assert lay.index_type == ChunkIndexType.BTREE1
+        assert (lay.address, lay.chunk_shape, lay.chunk_nbytes) == (4096, (10, 20), 1600)
+        lay = parse_layout_message(head + addr + dims + (8).to_bytes(4, "little"),
+                                   sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+        assert lay.element_size == 8
+        lay = parse_layout_message(bytes([version, 2, 1]) + bytes(5) + addr + dims[:8],
+                                   sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+        assert (lay.layout_class, lay.address, lay.size) == (LayoutClass.CONTIGUOUS, 4096, None)
+        body = bytes([version, 1, 0]) + bytes(5) + dims[:4] + (3).to_bytes(4, "little") + b"abc"
+        lay = parse_layout_message(body, sizeof_offsets=8, sizeof_lengths=8, where="old.h5")
+        assert (lay.layout_class, lay.compact_data) == (LayoutClass.COMPACT, b"abc")
+    with pytest.raises(CorruptFileError, match=r"old.h5: data layout message .* truncated"):
+        parse_layout_message(bytes([1, 1, 0]) + bytes(5) + dims[:4] + (9).to_bytes(4, "little"),
+                             sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+
+
 def test_lookup3_known_values() -> None:
     assert lookup3(b"") == 0xDEADBEEF
     assert lookup3(b"Four score and seven years ago") == 0x17770551

@@ -110,7 +110,7 @@ class DataLayout:
     layout_class: LayoutClass
     address: int | None = None
     size: int | None = None
-    """Contiguous: the data's size in bytes (versions 1-2: product of the stored dims)."""
+    """Contiguous: the data's size in bytes (None for versions 1-2: shape x element size)."""
     compact_data: bytes | None = None
     chunk_dims: tuple[int, ...] | None = None
     """Chunked: the chunk dimensions as stored, the last one being the element size."""
@@ -223,15 +223,16 @@ def _parse_v1_v2(c: _Cursor, version: int, so: int) -> DataLayout:
     address = None if cls == 0 else c.address(so)
     dims = tuple(c.uint(4) for _ in range(ndims))
     if cls == 2:
-        element_size = c.uint(4)
+        # the last dim is the element size, as in version 3; the specification also lists
+        # a separate element size field, which HDF5 itself does not read: taken if present
+        element_size = c.uint(4) if len(c.body) - c.pos >= 4 else None
         return DataLayout(
             version, LayoutClass.CHUNKED, address=address, chunk_dims=dims,
             index_type=ChunkIndexType.BTREE1, element_size=element_size, raw=c.body,
         )  # fmt: skip
     if cls == 1:
-        return DataLayout(
-            version, LayoutClass.CONTIGUOUS, address=address, size=math.prod(dims), raw=c.body
-        )
+        # the stored dims may be truncated to 32 bits: the size comes from the dataspace
+        return DataLayout(version, LayoutClass.CONTIGUOUS, address=address, raw=c.body)
     size = c.uint(4)
     return DataLayout(version, LayoutClass.COMPACT, compact_data=c.take(size), raw=c.body)
 
