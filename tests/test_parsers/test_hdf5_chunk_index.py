@@ -308,6 +308,17 @@ def test_implicit(tmp_path: Path, shape: tuple, chunks: tuple) -> None:
     assert_bytes_match(path, "x", table, limit=20)
 
 
+def test_implicit_maximum_extent_larger(tmp_path: Path) -> None:
+    """Chunks are numbered on the grid of the maximum extent, only the current ones listed."""
+    path = tmp_path / "im.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("x", shape=(30, 40), maxshape=(60, 80), chunks=(7, 9), dtype="i2",
+                         dcpl=early_dcpl())  # fmt: skip
+        f["x"][...] = 1
+    table = assert_same_as_h5py(path, "x", ChunkIndexType.IMPLICIT)
+    assert len(table) == 25
+
+
 @pytest.mark.parametrize(
     ("shape", "maxshape", "chunks", "compression"),
     [
