@@ -10,6 +10,7 @@ seen is never read again, so a cycle of continuations ends.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from virtualizarr.parsers.hdf5.superblock import Cursor, Fallback, H5File
@@ -101,33 +102,38 @@ def _prefix(f: H5File, addr: int, data: bytes) -> tuple[ObjectHeader, int, int]:
     return ObjectHeader(addr, 1), 16, 16 + size
 
 
+_V1_MSG = struct.Struct("<HHB")
+_V2_MSG = struct.Struct("<BHB")
+_V2_MSG_ORDER = struct.Struct("<BHBH")
+
+
 def _messages(
     f: H5File, hdr: ObjectHeader, data: bytes, start: int, end: int, what: str
 ) -> list[tuple[int, int]]:
     """Append the messages in ``data[start:end]``; return continuation (addr, len) pairs."""
     conts = []
-    c = Cursor(data[:end], f, what, start)
+    append = hdr.messages.append
+    pos = start
     if hdr.version == 1:
-        while c.left >= 8:
-            mtype, size, mflags = c.u16(), c.u16(), c.u8()
-            c.skip(3)
-            body = c.take(size)
-            if mtype == CONTINUATION:
-                conts.append(_continuation(f, body, what))
-            elif mtype != NIL:
-                hdr.messages.append(Message(mtype, mflags, body))
-        return conts
-    tracked = bool(hdr.flags & 0x04)
-    end_msgs = end - 4  # checksum
-    c = Cursor(data[:end_msgs], f, what, start)
-    while c.left >= (6 if tracked else 4):
-        mtype, size, mflags = c.u8(), c.u16(), c.u8()
-        order = c.u16() if tracked else None
-        body = c.take(size)
+        unpack, step, tracked = _V1_MSG.unpack_from, 8, False
+    else:
+        end -= 4  # checksum
+        tracked = bool(hdr.flags & 0x04)
+        unpack, step = (_V2_MSG_ORDER.unpack_from, 6) if tracked else (_V2_MSG.unpack_from, 4)
+    if end > len(data):
+        raise f.corrupt(what, "truncated")
+    while pos + step <= end:
+        head = unpack(data, pos)
+        mtype, size, mflags = head[0], head[1], head[2]
+        pos += step
+        if pos + size > end:
+            raise f.corrupt(what, f"message of {size} bytes runs past the header's end")
+        body = data[pos : pos + size]
+        pos += size
         if mtype == CONTINUATION:
             conts.append(_continuation(f, body, what))
         elif mtype != NIL:
-            hdr.messages.append(Message(mtype, mflags, body, order))
+            append(Message(mtype, mflags, body, head[3] if tracked else None))
     return conts
 
 
@@ -162,10 +168,16 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
             firsts[i] = firsts[i] + t
     out: list[ObjectHeader] = []
     pending: list[tuple[ObjectHeader, int, int]] = []
+    _verify(
+        f,
+        [
+            (f"object header at {a}", d[:end])
+            for a, d, (h, _, end) in zip(addresses, firsts, prefixes)
+            if h.version == 2
+        ],
+    )
     for a, data, (hdr, start, end) in zip(addresses, firsts, prefixes):
         what = f"object header at {a}"
-        if hdr.version == 2:
-            _verify(f, data[:end], what)
         for ca, cl in _messages(f, hdr, data, start, end, what):
             pending.append((hdr, ca, cl))
         out.append(hdr)
@@ -179,12 +191,19 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
             raise f.corrupt("object header", "too many continuation blocks (a cycle?)")
         blocks = f.read_many([(a, n) for _, a, n in batch], "object header continuation")
         pending = []
+        _verify(
+            f,
+            [
+                (f"object header continuation block at {a}", d)
+                for (h, a, _), d in zip(batch, blocks)
+                if h.version == 2
+            ],
+        )
         for (hdr, a, n), data in zip(batch, blocks):
             what = f"object header continuation block at {a}"
             if hdr.version == 2:
                 if data[:4] != b"OCHK":
                     raise f.corrupt(what, "no OCHK signature")
-                _verify(f, data, what)
                 conts = _messages(f, hdr, data, 4, n, what)
             else:
                 conts = _messages(f, hdr, data, 0, n, what)
@@ -192,14 +211,21 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
     return out
 
 
-def _verify(f: H5File, block: bytes, what: str) -> None:
-    from virtualizarr.parsers.hdf5.lookup3 import lookup3
+def _verify(f: H5File, blocks: list[tuple[str, bytes]]) -> None:
+    """Check the Jenkins lookup3 checksums (last 4 bytes) of version-2 header blocks."""
+    if not blocks:
+        return
+    import numpy as np
 
-    if len(block) < 4:
-        raise f.corrupt(what, "truncated")
-    stored = int.from_bytes(block[-4:], "little")
-    if lookup3(block[:-4]) != stored:
-        raise f.corrupt(what, "checksum mismatch")
+    from virtualizarr.parsers.hdf5.lookup3 import verify_checksums
+
+    for what, block in blocks:
+        if len(block) < 4:
+            raise f.corrupt(what, "truncated")
+    stored = np.array([int.from_bytes(b[-4:], "little") for _, b in blocks], np.uint32)
+    ok = verify_checksums([b[:-4] for _, b in blocks], stored)
+    if not ok.all():
+        raise f.corrupt(blocks[int(np.argmin(ok))][0], "checksum mismatch")
 
 
 def shared_address(f: H5File, body: bytes, what: str) -> int:

@@ -30,7 +30,6 @@ from virtualizarr.parsers.hdf5.messages import (
     REFERENCE,
     STRING,
     VLEN,
-    Attribute,
     Datatype,
     Link,
     parse_attribute,
@@ -105,6 +104,7 @@ class OwnObjects:
         self._attrs: dict[int, OwnAttrTable] = {}
         self._paths: dict[int, str] = {sb.root_address: "/"}
         self._gheap: dict[int, Any] = {}
+        self._spaces: dict[int, Any] = {}
         self._walked = False
 
     # -- headers -----------------------------------------------------------------------------
@@ -150,10 +150,13 @@ class OwnObjects:
     def _node(self, hdr: ObjectHeader, path: str) -> Node:
         self._paths.setdefault(hdr.address, path)
         if hdr.find(LAYOUT) is not None:
-            space_body = self.message(hdr, DATASPACE)
-            if space_body is None:
-                raise self.f.corrupt(f"dataset {path!r}", "no dataspace message")
-            space = parse_dataspace(self.f, space_body, f"dataset {path!r}")
+            space = self._spaces.get(hdr.address)
+            if space is None:
+                space_body = self.message(hdr, DATASPACE)
+                if space_body is None:
+                    raise self.f.corrupt(f"dataset {path!r}", "no dataspace message")
+                space = parse_dataspace(self.f, space_body, f"dataset {path!r}")
+                self._spaces[hdr.address] = space
             if space.shape is None:
                 raise Fallback(f"dataset {path!r} with a null dataspace")
             return DatasetNode(path, hdr.address, hdr, space.shape, space.maxshape or ())
@@ -465,6 +468,17 @@ class OwnObjects:
         return np.frombuffer(data[: count * dt.size], dtype=dt.numpy).copy()
 
 
+def _attr_name(f: H5File, body: bytes, what: str) -> bytes:
+    """The name of an attribute message, without decoding the rest."""
+    if len(body) < 9:
+        raise f.corrupt(what, "attribute message truncated")
+    version, nlen = body[0], int.from_bytes(body[2:4], "little")
+    start = 9 if version == 3 else 8
+    if version not in (1, 2, 3) or start + nlen > len(body):
+        raise f.corrupt(what, f"attribute message (version {version}) is malformed")
+    return body[start : start + nlen].split(b"\0", 1)[0]
+
+
 def _nested_strings(dt: Datatype) -> bool:
     return any(m.cls in (STRING, ARRAY, VLEN, REFERENCE, COMPOUND) for _, _, m in dt.members)
 
@@ -514,7 +528,7 @@ class OwnAttrTable:
     def __init__(self, objects: OwnObjects, hdr: ObjectHeader) -> None:
         self.o = objects
         self.hdr = hdr
-        self._attrs: dict[Any, Attribute] | None = None
+        self._attrs: dict[Any, tuple[bytes, int | None]] | None = None
         self._names: list[Any] | None = None
         self._values: dict[Any, tuple[Any, Any]] = {}
 
@@ -523,12 +537,9 @@ class OwnAttrTable:
             return
         f = self.o.f
         what = f"object header at {self.hdr.address}"
-        attrs = [
-            parse_attribute(f, self._body(m), what, self.o._shared_type)
-            for m in self.hdr.all(ATTRIBUTE)
-        ]
-        for a, m in zip(attrs, self.hdr.all(ATTRIBUTE)):
-            a.order = m.order
+        # (name, message body, creation order); bodies are decoded when a value is asked
+        attrs = [(_attr_name(f, self._body(m), what), self._body(m), m.order)
+                 for m in self.hdr.all(ATTRIBUTE)]  # fmt: skip
         info_body = self.o.message(self.hdr, ATTRIBUTE_INFO)
         if info_body is not None:
             info = parse_dense_info(f, info_body, what, links=False)
@@ -540,15 +551,14 @@ class OwnAttrTable:
                         raise Fallback("attributes stored as shared messages")
                 ids = [r[:8][: heap.id_len] for r in recs]
                 for r, body in zip(recs, heap.objects(ids)):
-                    a = parse_attribute(f, body, what, self.o._shared_type)
-                    a.order = int.from_bytes(r[9:13], "little")
-                    attrs.append(a)
+                    order = int.from_bytes(r[9:13], "little")
+                    attrs.append((_attr_name(f, body, what), body, order))
         if self.hdr.attr_order_tracked:
-            attrs.sort(key=lambda a: a.order if a.order is not None else 0)
+            attrs.sort(key=lambda a: a[2] if a[2] is not None else 0)
         else:
-            attrs.sort(key=lambda a: a.name)
-        self._names = [_decode(a.name) for a in attrs]
-        self._attrs = dict(zip(self._names, attrs))
+            attrs.sort(key=lambda a: a[0])
+        self._names = [_decode(a[0]) for a in attrs]
+        self._attrs = {n: (a[1], a[2]) for n, a in zip(self._names, attrs)}
 
     def _body(self, m: Any) -> bytes:
         if m.shared:
@@ -571,9 +581,11 @@ class OwnAttrTable:
             return got
         self._load()
         assert self._attrs is not None
-        a = self._attrs.get(key)
-        if a is None:
+        got_body = self._attrs.get(key)
+        if got_body is None:
             raise KeyError(f"Can't open attribute {key!r}")
+        what = f"object header at {self.hdr.address}"
+        a = parse_attribute(self.o.f, got_body[0], what, self.o._shared_type)
         dt = a.dtype
         info = dt.string_info()
         if a.space.shape is None:

@@ -87,7 +87,7 @@ class Cursor:
 
     __slots__ = ("data", "f", "pos", "what")
 
-    def __init__(self, data: bytes | memoryview, f: H5File, what: str, pos: int = 0) -> None:
+    def __init__(self, data: bytes, f: H5File, what: str, pos: int = 0) -> None:
         self.data = data
         self.f = f
         self.what = what
@@ -97,18 +97,30 @@ class Cursor:
         end = self.pos + n
         if n < 0 or end > len(self.data):
             raise self.f.corrupt(self.what, f"truncated ({len(self.data)} bytes, needs {end})")
-        out = bytes(self.data[self.pos : end])
+        out = self.data[self.pos : end]
         self.pos = end
         return out
 
     def skip(self, n: int) -> None:
-        self.take(n)
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise self.f.corrupt(self.what, f"truncated ({len(self.data)} bytes, needs {end})")
+        self.pos = end
 
     def u(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "little")
+        end = self.pos + n
+        if end > len(self.data):
+            raise self.f.corrupt(self.what, f"truncated ({len(self.data)} bytes, needs {end})")
+        v = int.from_bytes(self.data[self.pos : end], "little")
+        self.pos = end
+        return v
 
     def u8(self) -> int:
-        return self.u(1)
+        if self.pos >= len(self.data):
+            raise self.f.corrupt(self.what, f"truncated ({len(self.data)} bytes)")
+        v = self.data[self.pos]
+        self.pos += 1
+        return v
 
     def u16(self) -> int:
         return self.u(2)
@@ -126,11 +138,7 @@ class Cursor:
 
     def cstring(self) -> bytes:
         """A null-terminated string (the null consumed)."""
-        end = (
-            bytes(self.data).find(b"\0", self.pos)
-            if isinstance(self.data, memoryview)
-            else (self.data.find(b"\0", self.pos))
-        )
+        end = self.data.find(b"\0", self.pos)
         if end < 0:
             raise self.f.corrupt(self.what, "unterminated name")
         out = bytes(self.data[self.pos : end])
