@@ -91,11 +91,17 @@ def read_btree1_chunks(
         )  # fmt: skip
         records = rows.reshape(-1).view(node)["entries"]
         valid = np.arange(capacity)[None, :] < used[:, None]
-        entries = records[valid]
+        full = bool(valid.all())
+
+        def pick(a: np.ndarray, valid: np.ndarray = valid, full: bool = full) -> np.ndarray:
+            """The used entries of a (node, entry, ...) column: a flat view when all are."""
+            return a.reshape(-1, *a.shape[2:]) if full else a[valid]
+
         if level == 0:
-            leaves.append(entries)
+            leaves.append((pick(records["child"]), pick(records["size"]), pick(records["mask"]),
+                           pick(records["offsets"][:, :, : ctx.ndim])))  # fmt: skip
             break
-        children = entries["child"].astype(np.uint64)
+        children = pick(records["child"]).astype(np.uint64)
         if len(children) and (
             (children == np.uint64(undefined)).any() or int(children.max()) >= ctx.file_size
         ):
@@ -103,19 +109,16 @@ def read_btree1_chunks(
             raise corrupt(ctx, _STRUCTURE, int(addresses[0]), f"a child points to byte {bad}")
         addresses = children
         expected_level = level - 1
-    if not leaves or not len(leaves[0]):
+    if not leaves or not len(leaves[0][0]):
         return empty_table(ctx)
-    entries = leaves[0]
-    offsets = entries["offsets"][:, : ctx.ndim].astype(np.int64)
-    chunk = np.asarray(ctx.chunk_shape, np.int64)
-    if (offsets % chunk).any() or (offsets < 0).any():
+    child, size, mask, element_offsets = leaves[0]
+    if (element_offsets >= np.uint64(1 << 62)).any():
+        raise corrupt(ctx, _STRUCTURE, root, "a chunk's element offset is implausible")
+    grid, rest = np.divmod(element_offsets.astype(np.int64), np.asarray(ctx.chunk_shape, np.int64))
+    if rest.any():
         raise corrupt(ctx, _STRUCTURE, root, "a chunk's element offset is not on the chunk grid")
     table = ChunkTable.from_columns(
-        ctx.chunk_shape,
-        grid_coords=offsets // chunk,
-        offsets=entries["child"],
-        lengths=entries["size"],
-        filter_masks=entries["mask"],
+        ctx.chunk_shape, grid_coords=grid, offsets=child, lengths=size, filter_masks=mask
     )
     ctx.check_chunks(table, _STRUCTURE)
     return table
