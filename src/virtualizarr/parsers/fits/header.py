@@ -262,9 +262,9 @@ class _Walker:
             more = self._read(have, min(want, self.size - have))
             self._buf = self._buf[offset - self._start :] + more
             self._start = offset
-        else:  # a jump over data: a new buffer at the header, growing to at most 1 MiB
-            want = max(end - offset, min(self._next, 1 << 20))
-            self._next *= 2
+        else:  # a jump over data: a new buffer at the header (16 blocks hold most headers;
+            # a remote source adds its own read-ahead)
+            want = max(end - offset, 16 * BLOCK)
             self._buf = self._read(offset, min(want, self.size - offset))
             self._start = offset
         return self._buf[: end - offset]
@@ -275,7 +275,7 @@ def walk_hdus(
     size: int,
     url: str,
     *,
-    first_read: int = 1 << 16,
+    first_read: int = 16 * BLOCK,
 ) -> list[HDU]:
     """Every HDU of the FITS file ``url`` of ``size`` bytes, from its headers only.
 

@@ -45,7 +45,7 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrError,
 )
-from virtualizarr.io import open_reader
+from virtualizarr.io import open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.fits.header import HDU, Header, walk_hdus
@@ -95,15 +95,12 @@ class FITSParser:
         import virtualizarr.codecs.fits
         import virtualizarr.codecs.imagecodecs_wrappers  # noqa: F401  (registrations)
 
-        with open_reader(url, registry) as fh:
-            url = fh.url
-
-            def read(offset: int, length: int) -> bytes:
-                fh.seek(offset)
-                return fh.read(length)
-
-            hdus = walk_hdus(read, fh.size, url)
-            group = self._build(hdus, url, read, fh.size)
+        # The source detection opened (head already fetched), else a new one. Headers
+        # are read in growing sequential reads through its cache (see header.walk_hdus).
+        with open_source(url, registry) as src:
+            url = src.url
+            hdus = walk_hdus(src.read, src.size, url)
+            group = self._build(hdus, url, src.read, src.size)
         return ManifestStore(group, registry=registry)
 
     def _build(

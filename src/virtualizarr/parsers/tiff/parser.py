@@ -42,11 +42,12 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrError,
 )
-from virtualizarr.io import open_reader
+from virtualizarr.io import LocalSource, open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_safe
 from virtualizarr.parsers.tiff.geo import coordinate_arrays, geo_attributes, page_transform
+from virtualizarr.parsers.tiff.ifd import walk_ifds
 from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -108,8 +109,13 @@ class TIFFParser:
         import virtualizarr.codecs.imagecodecs_wrappers
         import virtualizarr.codecs.tiff  # noqa: F401
 
-        with open_reader(url, registry) as fh, _TifffileLog() as log:
-            url = fh.url
+        with open_source(url, registry) as src, _TifffileLog() as log:
+            url = src.url
+            if not isinstance(src, LocalSource):
+                # remote: follow the IFD chain, then fetch every IFD's tag values in one
+                # concurrent batch, so tifffile reads them all from the source's cache
+                src.read_many(walk_ifds(src.read, src.size, url, head=src.head).values)
+            fh = src.as_file()
             try:
                 tif = tifffile.TiffFile(fh, name=url.rsplit("/", 1)[-1])
             except tifffile.TiffFileError as e:
@@ -118,7 +124,7 @@ class TIFFParser:
                 raise CorruptFileError(f"Cannot read {url} as TIFF: {type(e).__name__}: {e}") from e
             with tif:
                 try:
-                    group = self._build(tif, url, fh.size)
+                    group = self._build(tif, url, src.size)
                 except VirtualiZarrError:
                     raise
                 except (tifffile.TiffFileError, *_CORRUPT) as e:
