@@ -127,6 +127,8 @@ def _write_features(path: Path, libver: str, track_order: bool = False) -> None:
         for i in range(20):  # dense attribute storage beyond 8 (new-style headers)
             many.attrs[f"attr_{19 - i:02d}"] = i
         many.attrs["long"] = "y" * 100
+        if libver != "earliest":  # over 64 KiB: a huge object of the dense attribute heap
+            many.attrs["huge"] = np.arange(10_000, dtype="<f8")
         links = f.create_group("links")
         for i in range(20):  # dense link storage beyond 8 (libver >= v108)
             links.create_dataset(f"d{19 - i:02d}", data=np.arange(i + 1))

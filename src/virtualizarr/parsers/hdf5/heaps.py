@@ -98,6 +98,7 @@ class FractalHeap:
     max_heap_bits: int
     root: int | None
     root_rows: int
+    huge_btree: int | None = None
 
     @classmethod
     def read(cls, f: H5File, addr: int) -> FractalHeap:
@@ -109,7 +110,7 @@ class FractalHeap:
         c.skip(1)
         id_len, filt_len, flags, max_managed = c.u16(), c.u16(), c.u8(), c.u32()
         c.length()  # next huge id
-        c.addr()  # huge objects B-tree
+        huge_btree = c.addr()
         c.length()
         c.addr()
         for _ in range(8):
@@ -126,7 +127,7 @@ class FractalHeap:
             raise f.corrupt(what, "bad doubling table parameters")
         return cls(
             f, addr, id_len, bool(filt_len), flags, max_managed, width, start, max_direct,
-            max_heap_bits, root, rows,
+            max_heap_bits, root, rows, huge_btree,
         )  # fmt: skip
 
     # -- managed object addressing -----------------------------------------------------------
@@ -161,18 +162,42 @@ class FractalHeap:
             return "managed", off, ln
         if kind == 2:
             return "tiny", 0, (hid[0] & 0x0F) + 1
-        raise Fallback("huge objects in a fractal heap")
+        if kind == 1:
+            if self.id_len >= 1 + self.f.so + self.f.sl:  # address and length in the id
+                addr = int.from_bytes(hid[1 : 1 + self.f.so], "little")
+                ln = int.from_bytes(hid[1 + self.f.so : 1 + self.f.so + self.f.sl], "little")
+                return "direct", addr, ln
+            return "huge", int.from_bytes(hid[1 : 1 + min(self.id_len - 1, 8)], "little"), 0
+        raise self.f.corrupt(f"fractal heap at {self.addr}", f"heap id of unknown type {kind}")
 
     def objects(self, ids: list[bytes]) -> list[bytes]:
         """The objects of ``ids`` (managed ones read in one batch per indirect level)."""
         out: list[bytes | None] = [None] * len(ids)
         managed = []
+        direct = []
         for i, hid in enumerate(ids):
             kind, off, ln = self.decode_id(hid)
             if kind == "tiny":
                 out[i] = hid[1 : 1 + ln]
-            else:
+            elif kind == "managed":
                 managed.append((i, off, ln))
+            else:
+                direct.append((i, kind, off, ln))
+        if direct:
+            huge = self._huge_index() if any(k == "huge" for _, k, _, _ in direct) else {}
+            ranges = []
+            for _, kind, off, ln in direct:
+                if kind == "huge":
+                    if off not in huge:
+                        raise self.f.corrupt(
+                            f"fractal heap at {self.addr}", f"no huge object {off}"
+                        )
+                    off, ln = huge[off]
+                ranges.append((off, ln))
+            for (i, _, _, _), data in zip(
+                direct, self.f.read_many(ranges, "fractal heap huge object")
+            ):
+                out[i] = data
         if managed:
             if self.root is None:
                 raise self.f.corrupt(f"fractal heap at {self.addr}", "no root block")
@@ -180,6 +205,20 @@ class FractalHeap:
             for (i, _, _), data in zip(managed, self.f.read_many(ranges, "fractal heap object")):
                 out[i] = data
         return out  # type: ignore[return-value]
+
+    def _huge_index(self) -> dict[int, tuple[int, int]]:
+        """Huge objects by id: (address, length), from the heap's v2 B-tree (type 1)."""
+        if self.huge_btree is None:
+            raise self.f.corrupt(f"fractal heap at {self.addr}", "huge object without a B-tree")
+        if self.filtered:
+            raise Fallback("filtered huge objects in a fractal heap")
+        so, sl = self.f.so, self.f.sl
+        out = {}
+        for r in btree2_records(self.f, self.huge_btree, f"fractal heap at {self.addr}"):
+            addr = int.from_bytes(r[:so], "little")
+            ln = int.from_bytes(r[so : so + sl], "little")
+            out[int.from_bytes(r[so + sl : so + 2 * sl], "little")] = (addr, ln)
+        return out
 
     def _locate(self, objs: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """File ranges of managed objects ``(heap offset, length)``."""

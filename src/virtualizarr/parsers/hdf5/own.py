@@ -68,6 +68,10 @@ from virtualizarr.parsers.hdf5.superblock import SIGNATURE, Fallback, H5File, re
 __all__ = ["Fallback", "OwnObjects", "open_own"]
 
 _MAX_SOFT_HOPS = 16  # HDF5's own limit on soft links followed in one lookup
+_MERGE_GAP = 256 * 1024
+"""Remote reads less than this apart are merged into one request. HDF5 interleaves chunk
+index nodes with the chunks they index (a v1 B-tree leaf every ~0.5 MB in a typical
+netCDF-4 file): merging across that data would fetch the whole file."""
 
 
 @contextmanager
@@ -77,6 +81,8 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
     from virtualizarr.io import open_source
 
     source = open_source(url, registry)
+    if getattr(source, "merge_gap", 0) > _MERGE_GAP:
+        source.merge_gap = _MERGE_GAP
     try:
         head = source.head[:8] if source.size else b""
         if not any(source.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
