@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,31 +20,34 @@ from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
 from virtualizarr.attributes import zarr_v3_attributes
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.io import read_local_ranges
+from virtualizarr.io import MAX_IN_FLIGHT, SourceRecord
+from virtualizarr.io.reader import READ_AHEAD, ChunkReader
 from virtualizarr.manifests.array import ManifestArray
 from virtualizarr.manifests.group import ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import to_json_safe
 from virtualizarr.registry import ObjectStoreRegistry
 
-__all__ = ["ManifestStore"]
+__all__ = ["ChunkLocation", "ManifestStore"]
 
 _MISSING = int(MISSING)
 
 
-def _read_error(url: str, start: int, end: int, e: Exception) -> ChunkReadError:
-    return ChunkReadError(f"Could not read bytes {start}-{end} of {url}: {type(e).__name__}: {e}")
+@dataclass(frozen=True, slots=True)
+class ChunkLocation:
+    """Where the bytes of a key are: held in memory (``data``), or ``length`` bytes at
+    ``offset`` of ``url`` (then ``array`` and ``index`` say which chunk it is)."""
 
+    data: bytes | None
+    url: str = ""
+    offset: int = 0
+    length: int = 0
+    array: ManifestArray | None = None
+    index: tuple[int, ...] = ()
 
-def _checked(data: Any, url: str, start: int, length: int) -> Any:
-    """``data`` if it has ``length`` bytes, else a ChunkReadError saying the file is short."""
-    if len(data) != length:
-        raise ChunkReadError(
-            f"Read {len(data)} bytes instead of {length} at offset {start} of {url}: "
-            "the file is shorter than its references say (truncated or changed since it was "
-            "virtualized)."
-        )
-    return data
+    @property
+    def nbytes(self) -> int:
+        return self.length if self.data is None else len(self.data)
 
 
 def _apply_range(start: int, length: int, byte_range: ByteRequest | None) -> tuple[int, int]:
@@ -90,13 +94,25 @@ class ManifestStore(Store):
     supports_partial_writes = False
 
     def __init__(
-        self, group: ManifestGroup, *, registry: ObjectStoreRegistry | None = None
+        self,
+        group: ManifestGroup,
+        *,
+        registry: ObjectStoreRegistry | None = None,
+        sources: Iterable[SourceRecord] | Mapping[str, SourceRecord] | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        read_ahead: int = READ_AHEAD,
     ) -> None:
         if not isinstance(group, ManifestGroup):
             raise TypeError(f"expected a ManifestGroup, got {type(group).__name__}")
         super().__init__(read_only=True)
         self._group = group
         self._registry = registry if registry is not None else ObjectStoreRegistry()
+        if isinstance(sources, Mapping):
+            sources = sources.values()
+        records = {r.url: r for r in sources or ()}
+        self._reader = ChunkReader(
+            self._registry, records, max_in_flight=max_in_flight, read_ahead=read_ahead
+        )
         self._nodes: dict[str, ManifestArray | ManifestGroup] = dict(group.walk())
         self._docs: dict[str, bytes] = {}
         # arrays whose chunk keys are "path/c/i/j" (all that our parsers make): parsed fast
@@ -116,6 +132,11 @@ class ManifestStore(Store):
     def registry(self) -> ObjectStoreRegistry:
         return self._registry
 
+    @property
+    def sources(self) -> dict[str, SourceRecord]:
+        """Per source URL, its size and ETag when it was parsed (reads check them)."""
+        return self._reader.records
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ManifestStore):
             return NotImplemented
@@ -128,10 +149,23 @@ class ManifestStore(Store):
         return f"ManifestStore(arrays={n_arrays}, groups={len(self._nodes) - n_arrays}, registry={self._registry!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"group": self._group, "registry": self._registry}
+        r = self._reader
+        return {
+            "group": self._group,
+            "registry": self._registry,
+            "sources": r.records,
+            "max_in_flight": r.max_in_flight,
+            "read_ahead": r.read_ahead,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["group"], registry=state["registry"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["group"],
+            registry=state["registry"],
+            sources=state.get("sources"),
+            max_in_flight=state.get("max_in_flight", MAX_IN_FLIGHT),
+            read_ahead=state.get("read_ahead", READ_AHEAD),
+        )
 
     def with_read_only(self, read_only: bool = False) -> ManifestStore:
         # docstring inherited
@@ -201,11 +235,11 @@ class ManifestStore(Store):
                 return None
         return None
 
-    def _locate(self, key: str) -> tuple[Any, ...] | None:
-        """('doc', bytes) | ('inline', bytes) | ('ref', url, offset, length) | None."""
+    def _locate(self, key: str) -> ChunkLocation | None:
+        """Where the bytes of ``key`` are (None: no such key, or a chunk never written)."""
         if key == "zarr.json" or key.endswith("/zarr.json"):
             doc = self._metadata_doc(key[: -len("zarr.json")].rstrip("/"))
-            return None if doc is None else ("doc", doc)
+            return None if doc is None else ChunkLocation(doc)
         found = self._find_chunk(key)
         if found is None:
             return None
@@ -217,97 +251,78 @@ class ManifestStore(Store):
             return None
         entry = m.table[i]
         if isinstance(entry, bytes):
-            return ("inline", entry)
-        return ("ref", entry, m.offsets.item(*idx), m.lengths.item(*idx))
+            return ChunkLocation(entry)
+        length = m.lengths.item(*idx)
+        if length == 0:  # nothing to decode: zarr would fail later with a puzzling message
+            raise ChunkReadError(
+                f"Chunk {key!r} references 0 bytes at offset {m.offsets.item(*idx)} of {entry}: "
+                "an empty reference cannot hold a chunk (the references are corrupt)."
+            )
+        return ChunkLocation(None, entry, m.offsets.item(*idx), length, arr, idx)
 
     # -- reading -----------------------------------------------------------------------------
-    # Local files served by the registry's own LocalStore are read with pread where the
-    # caller already runs in a worker thread (get_sync) or in one hop for many ranges;
-    # single async reads go through obstore, so the event loop never waits on a disk.
+    # All bytes come through the ChunkReader (virtualizarr.io.reader): local files by pread,
+    # remote files on one background event loop with merged, concurrent requests.
 
-    async def _fetch_ranges(self, url: str, starts: list[int], lengths: list[int]) -> list[Any]:
-        """Several ranges of one file: one obstore call (which merges nearby ranges)."""
-        import asyncio
+    def _ahead(self, loc: ChunkLocation) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The chunks after and before ``loc`` in the same array and file (nearest first),
+        each side up to ``read_ahead`` bytes: candidates to fetch along with it.
 
-        import obstore
+        zarr asks at most ``async.concurrency`` chunks at once (one per thread in the
+        fused pipeline and dask, which often goes backwards); fetching neighbours along
+        keeps a remote read from paying one round trip per few chunks. Remote files only.
+        """
+        budget = self._reader.read_ahead
+        if budget <= 0 or loc.array is None:
+            return [], []
+        m = loc.array.manifest
+        flat = int(np.ravel_multi_index(loc.index, m.shape_chunk_grid)) if loc.index else 0
+        n_max = min(max(1, budget // max(loc.length, 1)), 4096)
+        pid = m.path_ids.item(*loc.index)
+        pids, offs, lens = (a.reshape(-1) for a in (m.path_ids, m.offsets, m.lengths))
 
-        want = [(s, n) for s, n in zip(starts, lengths) if n]
-        try:
-            if not want:
-                data: list[Any] = []
-            elif len(want) == 1:
-                store, path = self._registry.resolve(url)
-                data = [
-                    await obstore.get_range_async(store, path, start=want[0][0], length=want[0][1])
-                ]
-            elif (local := self._registry.local_path(url)) is not None:
-                data = await asyncio.to_thread(
-                    read_local_ranges, local, [s for s, _ in want], [n for _, n in want]
-                )
-            else:
-                store, path = self._registry.resolve(url)
-                data = await obstore.get_ranges_async(
-                    store, path, starts=[s for s, _ in want], lengths=[n for _, n in want]
-                )
-        except Exception as e:  # obstore raises its own hierarchy; keep the cause chained
-            lo, hi = min(s for s, _ in want), max(s + n for s, n in want)
-            raise _read_error(url, lo, hi, e) from e
-        got = iter(data)
-        return [_checked(next(got), url, s, n) if n else b"" for s, n in zip(starts, lengths)]
+        def side(lo: int, hi: int, backwards: bool) -> list[tuple[int, int]]:
+            p, o, n = pids[lo:hi], offs[lo:hi], lens[lo:hi]
+            if backwards:
+                p, o, n = p[::-1], o[::-1], n[::-1]
+            sel = (p == pid) & (n > 0)
+            o, n = o[sel], n[sel]
+            keep = np.cumsum(n) <= budget
+            return list(zip(o[keep].tolist(), n[keep].tolist()))
 
-    def _fetch_sync(self, url: str, start: int, length: int) -> Any:
-        import obstore
+        return side(flat + 1, flat + 1 + n_max, False), side(max(flat - n_max, 0), flat, True)
 
-        if length == 0:
-            return b""
-        try:
-            local = self._registry.local_path(url)
-            if local is not None:
-                data = read_local_ranges(local, [start], [length])[0]
-            else:
-                store, path = self._registry.resolve(url)
-                data = obstore.get_range(store, path, start=start, length=length)
-        except Exception as e:
-            raise _read_error(url, start, start + length, e) from e
-        return _checked(data, url, start, length)
-
-    def _resolve_key(
-        self, key: str, byte_range: ByteRequest | None
-    ) -> tuple[bytes | None, str | None, int, int]:
-        """(bytes held in memory, or None and the url, start, length to read); KeyError if absent."""
-        found = self._locate(key)
-        if found is None:
+    def _resolve_key(self, key: str, byte_range: ByteRequest | None) -> ChunkLocation:
+        """The location of the bytes to return; KeyError if absent."""
+        loc = self._locate(key)
+        if loc is None:
             raise KeyError(key)
-        if found[0] != "ref":
-            data: bytes = found[1]
-            start, length = _apply_range(0, len(data), byte_range)
-            return data[start : start + length], None, 0, 0
-        _, url, offset, length = found
-        start, n = _apply_range(offset, length, byte_range)
-        return None, url, start, n
-
-    def _lookup(
-        self, key: str, byte_range: ByteRequest | None, prototype: BufferPrototype
-    ) -> tuple[Buffer | None, tuple[str, int, int] | None]:
-        """(the buffer for an absent or in-memory key, None) or (None, (url, start, length) to read)."""
-        try:
-            held, url, start, n = self._resolve_key(key, byte_range)
-        except KeyError:
-            return None, None
-        if held is not None:
-            return prototype.buffer.from_bytes(held), None
-        assert url is not None
-        return None, (url, start, n)
+        if loc.data is not None:
+            if byte_range is None:
+                return loc
+            start, length = _apply_range(0, len(loc.data), byte_range)
+            return ChunkLocation(loc.data[start : start + length])
+        if byte_range is None:
+            return loc
+        start, n = _apply_range(loc.offset, loc.length, byte_range)
+        return ChunkLocation(None, loc.url, start, n)
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         # docstring inherited
-        held, ref = self._lookup(key, byte_range, prototype)
-        if ref is None:
-            return held
-        url, start, n = ref
-        return prototype.buffer.from_bytes((await self._fetch_ranges(url, [start], [n]))[0])
+        try:
+            loc = self._resolve_key(key, byte_range)
+        except KeyError:
+            return None
+        if loc.data is not None:
+            return prototype.buffer.from_bytes(loc.data)
+        if loc.length == 0:
+            return prototype.buffer.from_bytes(b"")
+        reader = self._reader
+        ahead = ([], []) if reader.is_local(loc.url) else self._ahead(loc)
+        data = await reader.read_async(loc.url, loc.offset, loc.length, *ahead)
+        return prototype.buffer.from_bytes(data)
 
     def get_sync(
         self,
@@ -322,10 +337,19 @@ class ManifestStore(Store):
         """
         if prototype is None:
             prototype = default_buffer_prototype()
-        held, ref = self._lookup(key, byte_range, prototype)
-        if ref is None:
-            return held
-        return prototype.buffer.from_bytes(self._fetch_sync(*ref))
+        try:
+            loc = self._resolve_key(key, byte_range)
+        except KeyError:
+            return None
+        if loc.data is not None:
+            return prototype.buffer.from_bytes(loc.data)
+        if loc.length == 0:
+            return prototype.buffer.from_bytes(b"")
+        reader = self._reader
+        ahead = ([], []) if reader.is_local(loc.url) else self._ahead(loc)
+        return prototype.buffer.from_bytes(
+            reader.read_sync(loc.url, loc.offset, loc.length, *ahead)
+        )
 
     def set_sync(self, key: str, value: Buffer) -> None:
         # zarr's sync store surface is all-or-nothing; writes are refused as in `set`
@@ -337,7 +361,8 @@ class ManifestStore(Store):
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
     ) -> list[Buffer | None]:
-        """Many (key, range) reads, with one object-store call per referenced file.
+        """Many (key, range) reads: grouped per file, neighbouring ranges merged, files and
+        requests fetched concurrently (at most ``max_in_flight`` requests at once).
 
         >>> # await store.get_partial_values(proto, [("a/c/0", None), ("a/c/1", None)])
         """
@@ -348,17 +373,18 @@ class ManifestStore(Store):
         for key, byte_range in key_ranges:
             out.append(None)
             try:
-                held, url, start, n = self._resolve_key(key, byte_range)
+                loc = self._resolve_key(key, byte_range)
             except KeyError:
                 continue
-            if held is not None:
-                out[-1] = prototype.buffer.from_bytes(held)
+            if loc.data is not None:
+                out[-1] = prototype.buffer.from_bytes(loc.data)
+            elif loc.length == 0:
+                out[-1] = prototype.buffer.from_bytes(b"")
             else:
-                assert url is not None
-                by_url.setdefault(url, []).append((len(out) - 1, start, n))
+                by_url.setdefault(loc.url, []).append((len(out) - 1, loc.offset, loc.length))
 
         async def read_file(url: str, reads: list[tuple[int, int, int]]) -> None:
-            datas = await self._fetch_ranges(
+            datas = await self._reader.read_many_async(
                 url, [s for _, s, _ in reads], [n for _, _, n in reads]
             )
             for (pos, _, _), data in zip(reads, datas):
@@ -377,7 +403,7 @@ class ManifestStore(Store):
         found = self._locate(key)
         if found is None:
             raise FileNotFoundError(key)
-        return found[3] if found[0] == "ref" else len(found[1])
+        return found.nbytes
 
     async def set(self, key: str, value: Buffer) -> None:
         # docstring inherited

@@ -18,6 +18,7 @@ from virtualizarr.io._legacy import (
     read_range,
 )
 from virtualizarr.io.ranges import coalesce
+from virtualizarr.io.reader import ChunkReader
 from virtualizarr.io.source import (
     HEAD_BYTES,
     MAX_IN_FLIGHT,
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "MERGE_GAP",
     "ByteSource",
+    "ChunkReader",
     "LocalFileReader",
     "LocalSource",
     "RemoteSource",
