@@ -192,3 +192,15 @@ def test_s3_object_replaced_after_parsing(s3_server: S3Server, tmp_path: Path) -
     s3_server.put(bucket, "o.nc", (tmp_path / "o.nc").read_bytes())
     with pytest.raises(SourceChangedError, match=r"o\.nc"):
         sync(store.get("v/c/2", default_buffer_prototype()))
+
+
+def test_records_from_parsing_are_used_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "auto.nc"
+    write_nc(path, seed=9)
+    ds = open_virtual_dataset(str(path), loadable_variables=[])
+    store = ds.vz.to_store()  # no sources= given: those open_source saw while parsing
+    assert path.as_uri() in store.sources
+    store.get_sync("v/c/0")
+    write_nc(path, seed=10)
+    with pytest.raises(SourceChangedError, match=r"auto\.nc.*changed since it was virtualized"):
+        ds.vz.open_data()["v"].values  # noqa: B018

@@ -74,7 +74,7 @@ class ChunkReadError(VirtualiZarrError, OSError):
     """Raised when the bytes a reference points at cannot be fetched."""
 
 
-class SourceChangedError(VirtualiZarrError, OSError):
+class SourceChangedError(ChunkReadError):
     """Raised when a source file's size or ETag differs from the one recorded earlier.
 
     Between two requests of one parse, or between parsing a file and reading its chunks:

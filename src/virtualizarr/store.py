@@ -20,7 +20,7 @@ from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
 from virtualizarr.attributes import zarr_v3_attributes
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.io import MAX_IN_FLIGHT, SourceRecord
+from virtualizarr.io import MAX_IN_FLIGHT, SourceRecord, recorded
 from virtualizarr.io.reader import READ_AHEAD, ChunkReader
 from virtualizarr.manifests.array import ManifestArray
 from virtualizarr.manifests.group import ManifestGroup
@@ -86,6 +86,19 @@ class ManifestStore(Store):
     >>> # with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}):
     >>> #     ds = xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=3, chunks=None)
     >>> # ds["t2m"].mean()  # still read with the fused pipeline
+
+    Remote files (see :mod:`virtualizarr.io.reader`): the chunks of one read are grouped
+    per file, neighbouring ranges merged and fetched concurrently, at most
+    ``max_in_flight`` requests at once (default 64, suited to object stores; lower it for
+    a small HTTP server). A single chunk read also fetches the following (or preceding)
+    chunks of the same array and file, up to ``read_ahead`` bytes (default 4 MiB; 0 turns
+    it off), since zarr asks only ``async.concurrency`` (10) chunks at a time.
+
+    ``sources`` (records from :meth:`ByteSource.record <virtualizarr.io.ByteSource.record>`)
+    give each file's size and ETag when it was parsed; by default those that
+    :func:`~virtualizarr.io.open_source` saw in this process. A read of a file whose size
+    or ETag (local: inode/mtime) has changed raises
+    :class:`~virtualizarr.errors.SourceChangedError` instead of returning other bytes.
     """
 
     supports_writes = False
@@ -107,9 +120,19 @@ class ManifestStore(Store):
         super().__init__(read_only=True)
         self._group = group
         self._registry = registry if registry is not None else ObjectStoreRegistry()
-        if isinstance(sources, Mapping):
-            sources = sources.values()
-        records = {r.url: r for r in sources or ()}
+        if sources is None:
+            # what open_source saw of each file when it was parsed (none if never opened here)
+            urls = {
+                u
+                for node in self._nodes_of(group)
+                for u in node.manifest.table
+                if isinstance(u, str)
+            }
+            records = recorded(urls)
+        else:
+            if isinstance(sources, Mapping):
+                sources = sources.values()
+            records = {r.url: r for r in sources}
         self._reader = ChunkReader(
             self._registry, records, max_in_flight=max_in_flight, read_ahead=read_ahead
         )
@@ -123,6 +146,10 @@ class ManifestStore(Store):
             and isinstance(node.metadata.chunk_key_encoding, DefaultChunkKeyEncoding)
             and node.metadata.chunk_key_encoding.separator == "/"
         }
+
+    @staticmethod
+    def _nodes_of(group: ManifestGroup) -> Iterable[ManifestArray]:
+        return (n for _, n in group.walk() if isinstance(n, ManifestArray))
 
     @property
     def group(self) -> ManifestGroup:

@@ -31,6 +31,8 @@ from virtualizarr.io.source import (
     SourceStats,
     hand_over,
     open_source,
+    recorded,
+    remember,
     total_stats,
     translate_error,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "coalesce",
     "hand_over",
     "open_source",
+    "recorded",
+    "remember",
     "total_stats",
     "translate_error",
     "ObstoreReader",

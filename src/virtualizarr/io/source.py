@@ -60,6 +60,8 @@ __all__ = [
     "SourceStats",
     "hand_over",
     "open_source",
+    "recorded",
+    "remember",
     "total_stats",
 ]
 
@@ -154,6 +156,32 @@ class SourceRecord:
                 f"it is now {size} bytes (ETag {etag}). Its chunk references point at the "
                 "old version; virtualize the file again."
             )
+
+
+_RECORDS: dict[str, SourceRecord] = {}
+_RECORDS_MAX = 1 << 17
+_RECORDS_LOCK = threading.Lock()
+
+
+def remember(record: SourceRecord) -> None:
+    """Keep ``record`` as what this process last saw of its file (see :func:`recorded`)."""
+    with _RECORDS_LOCK:
+        if len(_RECORDS) >= _RECORDS_MAX:
+            _RECORDS.clear()
+        _RECORDS[record.url] = record
+
+
+def recorded(urls: Iterable[str]) -> dict[str, SourceRecord]:
+    """The records of ``urls`` kept by :func:`open_source` (the size/ETag each file had when
+    it was last opened to be parsed). :class:`~virtualizarr.store.ManifestStore` starts
+    from these, so reading a file changed since it was virtualized raises instead of
+    returning other bytes.
+
+    >>> recorded(["file:///never/opened.nc"])
+    {}
+    """
+    with _RECORDS_LOCK:
+        return {u: _RECORDS[u] for u in urls if u in _RECORDS}
 
 
 def _local_etag(st: os.stat_result) -> str:
@@ -702,10 +730,14 @@ def open_source(
     elif not options and (handed := _take_handed(url, registry)) is not None:
         return handed
     local = registry.local_path(url)
+    source: ByteSource
     if local is not None:
-        return LocalSource(local, url)
-    try:
-        store, key = registry.resolve(url)
-    except ValueError as e:
-        raise SourceReadError(f"Cannot read {url}: {e}") from e
-    return RemoteSource(store, key, url, **options)
+        source = LocalSource(local, url)
+    else:
+        try:
+            store, key = registry.resolve(url)
+        except ValueError as e:
+            raise SourceReadError(f"Cannot read {url}: {e}") from e
+        source = RemoteSource(store, key, url, **options)
+    remember(source.record())
+    return source
