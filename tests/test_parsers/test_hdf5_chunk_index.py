@@ -605,3 +605,28 @@ def test_real_files_listed_or_skipped() -> None:
     if not _real_hdf5_files():
         pytest.skip(f"real sample data not found at {REAL_DATA}")
     assert len(_real_hdf5_files()) >= 10
+
+
+@pytest.mark.parametrize("libver", ["v110", "v114", "latest"])
+def test_layout_versions_4_and_5(tmp_path: Path, libver: str) -> None:
+    """HDF5 1.10-1.14 write layout version 4, HDF5 2.0 version 5 (same layout; filtered
+    chunk sizes may be stored in another width, which the index headers give)."""
+    path = tmp_path / f"{libver}.h5"
+    with h5py.File(path, "w", libver=(libver, libver)) as f:
+        kw = {"dtype": "i2", "compression": "gzip"}
+        f.create_dataset("fa", shape=(300, 400), chunks=(5, 5), **kw)[...] = 1
+        f.create_dataset("ea", shape=(30000,), maxshape=(None,), chunks=(10,), **kw)[...] = 1
+        f.create_dataset("bt2", shape=(300, 40), maxshape=(None, None), chunks=(3, 3), **kw)[
+            ...
+        ] = 1
+        f.create_dataset("s", shape=(30, 40), chunks=(30, 40), **kw)[...] = 1
+    expected_version = 5 if libver == "latest" else 4
+    for name, itype in [
+        ("fa", ChunkIndexType.FIXED_ARRAY),
+        ("ea", ChunkIndexType.EXTENSIBLE_ARRAY),
+        ("bt2", ChunkIndexType.BTREE2),
+        ("s", ChunkIndexType.SINGLE_CHUNK),
+    ]:
+        _, layout = our_table(path, name)
+        assert layout.version == expected_version
+        assert_same_as_h5py(path, name, itype)
