@@ -303,3 +303,17 @@ def test_tiny_netcdf4_is_detected_and_parsed_with_one_request(http_server: HTTPS
     # detection's first request brought the whole (small) file; the parser reused it
     assert gets(http_server, path) == [f"bytes=0-{HEAD_BYTES - 1}"]
     assert heads(http_server, path) == 0
+
+
+def test_cli_info_stats(http_server: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
+    h5py = pytest.importorskip("h5py")
+    from virtualizarr.cli import main
+
+    path = http_server.mkdir() / "cli.nc"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(100, dtype="i4"), chunks=(10,))
+    assert main(["info", "--stats", http_server.url_for(path)]) == 0
+    out = capsys.readouterr().out
+    size = path.stat().st_size
+    assert f"with 1 requests, {size} bytes fetched" in out
+    assert len(gets(http_server, path)) == 1

@@ -43,6 +43,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print the virtual dataset")
     add_inputs(info)
+    info.add_argument(
+        "--stats",
+        action="store_true",
+        help="also print the requests and bytes fetched to virtualize the files, and the time",
+    )
     kc = sub.add_parser("kerchunk", help="write kerchunk references")
     add_inputs(kc)
     kc.add_argument("-o", "--output", required=True)
@@ -117,10 +122,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from virtualizarr.demo import main as demo_main
 
         return demo_main([args.folder])
+    import time
+
+    import virtualizarr  # noqa: F401  (imported before the clock starts)
+    from virtualizarr.io import total_stats
+
+    before, t0 = total_stats(), time.perf_counter()
     ds = _open(args)
+    fetched, seconds = total_stats() - before, time.perf_counter() - t0
     if args.command == "info":
         print(ds)
         print(f"\n{ds.vz.nrefs()} chunk references, {ds.vz.nbytes} bytes in memory")
+        if args.stats:
+            # requests: object-store GETs/HEADs (local files: pread calls)
+            print(
+                f"virtualized in {seconds:.3f} s with {fetched.requests} requests, "
+                f"{fetched.bytes} bytes fetched"
+            )
     elif args.command == "kerchunk":
         ds.vz.to_kerchunk(args.output, format=args.format)
         print(f"wrote {args.output}")

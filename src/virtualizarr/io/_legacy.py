@@ -1,4 +1,5 @@
-"""Reading source files through obstore: byte ranges and a buffered file-like object.
+"""The first I/O functions: byte ranges and a buffered file-like object (kept for parsers
+not yet on :func:`virtualizarr.io.open_source`; their requests count in ``total_stats``).
 
 Parsers read only metadata, so they need random access to small parts of a possibly
 remote file. ``ObstoreReader`` gives libraries that want a file object (h5py, astropy,
@@ -13,6 +14,7 @@ import stat
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from virtualizarr.io.source import _count, _obstore_errors
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.registry import ObjectStoreRegistry
 
@@ -48,8 +50,9 @@ class ObstoreReader(io.RawIOBase):
         self._store, self._path, self.url = store, path, url or path
         try:
             self._size = int(obstore.head(store, path)["size"])
-        except Exception as e:
+        except _obstore_errors() as e:
             raise _not_found(self.url, e) from e
+        _count(None, 1, 0)
         self._pos = 0
         self._block = block_size
         self._buf_start = 0
@@ -84,7 +87,9 @@ class ObstoreReader(io.RawIOBase):
     def _read_at(self, start: int, length: int) -> bytes:
         import obstore
 
-        return bytes(obstore.get_range(self._store, self._path, start=start, length=length))
+        data = bytes(obstore.get_range(self._store, self._path, start=start, length=length))
+        _count(None, 1, len(data))
+        return data
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -198,8 +203,10 @@ def read_range(
             raise _not_found(url, e) from e
     store, path = registry.resolve(url)
     try:
-        return bytes(obstore.get_range(store, path, start=start, length=length))
-    except Exception as e:
+        data = bytes(obstore.get_range(store, path, start=start, length=length))
+        _count(None, 1, len(data))
+        return data
+    except _obstore_errors() as e:
         # Stores refuse a range that starts at or past the end; that is an empty read.
         try:
             past_end = start >= file_size(url, registry)
@@ -224,8 +231,10 @@ def file_size(url: str, registry: ObjectStoreRegistry | None = None) -> int:
                 raise IsADirectoryError(f"{local} is not a regular file")
             return st.st_size
         store, path = registry.resolve(url)
-        return int(obstore.head(store, path)["size"])
-    except Exception as e:
+        size = int(obstore.head(store, path)["size"])
+        _count(None, 1, 0)
+        return size
+    except _obstore_errors() as e:
         raise _not_found(url, e) from e
 
 
