@@ -221,10 +221,13 @@ def dataset_from_group(
             coord_names.add(str(name))
     coord_names &= {str(n) for n in variables}
 
-    indexed = {n for n in coord_names if n in loaded and variables[n].dims == (n,)}
+    # Coordinates in the arrays' order, never a set's: set order follows PYTHONHASHSEED, and
+    # with it the coordinates' order, the CF "coordinates" attributes and every writer's bytes
+    coords_in_order = [str(n) for n in variables if str(n) in coord_names]
+    indexed = [n for n in coords_in_order if n in loaded and variables[n].dims == (n,)]
     data_vars = {n: v for n, v in variables.items() if n not in coord_names}
     ds = xr.Dataset(data_vars, coords={n: variables[n] for n in indexed}, attrs=global_attrs)
-    virtual_coords = {n: variables[n] for n in coord_names - indexed}
+    virtual_coords = {n: variables[n] for n in coords_in_order if n not in indexed}
     if virtual_coords:
         ds = ds.assign_coords(xr.Coordinates(virtual_coords, indexes={}))
     if source is not None:

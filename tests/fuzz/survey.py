@@ -97,9 +97,18 @@ def main() -> None:
                         cases = tree_mutants(src, members, seed=args.seed, n=args.n)
                     if src is not None and not outcomes:
                         cases += special_mutants()
-                    for o in run.many(src, cases, opener=args.opener):
+                    t1 = time.time()
+                    for m in cases:
+                        o = run.one(src, m, opener=args.opener)
                         o.mutant = f"{src.name}:{o.mutant}"
                         outcomes.append(o)
+                        if o.status == "BAD":
+                            print(f"  {str(o)[:300]}", file=sys.stderr, flush=True)
+                    print(
+                        f"{fmt} {src.name}: {len(cases)} cases, {time.time() - t1:.0f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 print(summarize(outcomes, f"{fmt}: "), f"[{time.time() - t0:.0f} s]", flush=True)
 
 

@@ -32,6 +32,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, with_metadata
+from virtualizarr.parsers.zarr_v2.meta import check_grid
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
 
@@ -71,13 +72,22 @@ class KerchunkJSONParser(_Options):
     >>> # xr.open_zarr(store, consolidated=False, zarr_format=3)
     """
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is JSON (an object): kerchunk references.
+
+        >>> KerchunkJSONParser.sniff(b' {"version": 1, "refs": {}}')
+        True
+        """
+        return head.lstrip().startswith(b"{")
+
     def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         url = normalize_path(url)
         registry = registry if registry is not None else ObjectStoreRegistry()
         try:
             doc = json.loads(_read_object(url, registry))
-        except ValueError as e:
-            raise ParserError(f"{url} is not valid kerchunk JSON: {e}") from e
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
+            raise ParserError(f"{url} is not valid kerchunk JSON: {type(e).__name__}: {e}") from e
         if not isinstance(doc, dict):
             raise ParserError(f"{url} holds a JSON {type(doc).__name__}, not kerchunk references.")
         refs, templates = _expand(doc, url)
@@ -94,12 +104,20 @@ class KerchunkParquetParser(_Options):
     >>> # store = KerchunkParquetParser(drop_variables=["big"])("refs.parq", registry)
     """
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Always False: parquet references are a directory, recognised by its ``.zmetadata``
+        (``detect_parser`` looks there when the URL is not a file)."""
+        return False
+
     def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         url = normalize_path(url).rstrip("/")
         registry = registry if registry is not None else ObjectStoreRegistry()
         try:
-            zmeta = json.loads(_read_object(f"{url}/.zmetadata", registry))
+            zmeta = _loads(_read_object(f"{url}/.zmetadata", registry), f"{url}/.zmetadata")
             record_size = int(zmeta["record_size"])
+            if record_size < 1:
+                raise ValueError(f"record_size {record_size} is not a positive integer")
             meta = {k: _doc(v, url, k) for k, v in zmeta["metadata"].items()}
         except FileNotFoundError as e:
             raise ParserError(
@@ -128,6 +146,13 @@ def _read_object(url: str, registry: ObjectStoreRegistry) -> bytes:
         raise OSError(f"Cannot read {url}: {type(e).__name__}: {e}") from e
 
 
+def _loads(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
+        raise ParserError(f"{where} is not valid JSON: {type(e).__name__}: {e}") from e
+
+
 def _doc(value: Any, url: str, key: str) -> dict[str, Any]:
     """A metadata document given as a dict or as JSON text."""
     try:
@@ -137,7 +162,7 @@ def _doc(value: Any, url: str, key: str) -> dict[str, Any]:
             if value.startswith("base64:"):
                 value = base64.b64decode(value[7:]).decode()
             value = json.loads(value)
-    except ValueError as e:  # UnicodeDecodeError, binascii.Error and JSONDecodeError included
+    except (ValueError, RecursionError) as e:  # Unicode/binascii/JSONDecodeError included
         raise ParserError(f"{url}: {key} is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise ParserError(f"{url}: {key} is not a JSON object: {value!r:.80}")
@@ -179,6 +204,10 @@ def _expand(doc: dict[str, Any], url: str) -> tuple[dict[str, Any], dict[str, st
     return refs, templates
 
 
+_MAX_GEN_KEYS = 1 << 22
+"""Most references one ``gen`` entry may generate (each costs a Python dict entry)."""
+
+
 def _generate(gen: dict[str, Any], templates: dict[str, str], url: str) -> dict[str, list[Any]]:
     import itertools
 
@@ -187,6 +216,13 @@ def _generate(gen: dict[str, Any], templates: dict[str, str], url: str) -> dict[
             k: v if isinstance(v, list) else range(v.get("start", 0), v["stop"], v.get("step", 1))
             for k, v in gen["dimensions"].items()
         }
+        total = math.prod(len(v) for v in dims.values())
+        if total > _MAX_GEN_KEYS:
+            raise ParserError(
+                f"{url}: a 'gen' entry would generate {total} references (dimensions "
+                f"{ {k: len(v) for k, v in dims.items()} }), more than the {_MAX_GEN_KEYS} "
+                "this parser expands; the entry is corrupt or needs splitting."
+            )
         out: dict[str, list[Any]] = {}
         for values in itertools.product(*dims.values()):
             ctx = dict(zip(dims, values))
@@ -198,7 +234,9 @@ def _generate(gen: dict[str, Any], templates: dict[str, str], url: str) -> dict[
                 out[key] = [target, off, int(_render(str(gen["length"]), templates, ctx))]
             else:
                 out[key] = [target]
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as e:
+        if isinstance(e, ParserError):
+            raise
         raise ParserError(f"{url}: malformed 'gen' entry {gen!r:.200}: {e!r}") from e
     return out
 
@@ -272,6 +310,7 @@ class _JSONChunks:
 
     def columns(self, path: str, grid: tuple[int, ...], sep: str) -> _Columns:
         keys, vals = self._chunks.get(path, ([], []))
+        check_grid(grid, len(keys))  # before anything of the grid's size is allocated
         pos = _positions(keys, grid, sep, path)
         table: dict[str, int] = {}
         ids = np.full(len(vals), -1, dtype=np.int64)
@@ -291,7 +330,7 @@ class _JSONChunks:
                     inline[int(pos[i])] = _inline_bytes(v)
                 else:
                     raise TypeError("expected [url, offset, length], [url], text or 'base64:...'")
-            except (TypeError, ValueError) as e:  # binascii.Error is a ValueError
+            except (TypeError, ValueError, OverflowError) as e:  # binascii.Error: a ValueError
                 raise ParserError(
                     f"chunk {path}/{keys[i]}: {v!r:.80} is not a kerchunk reference: {e}"
                 ) from e
@@ -311,7 +350,7 @@ def _positions(keys: list[str], grid: tuple[int, ...], sep: str, path: str) -> n
         text = text.replace(sep, "\n")
     try:
         idx = np.array(text.split("\n"), dtype=np.int64)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise ParserError(
             f"array {path!r} has a chunk key that is not {sep!r}-joined integers: {e}"
         ) from e
@@ -322,6 +361,9 @@ def _positions(keys: list[str], grid: tuple[int, ...], sep: str, path: str) -> n
         bad = keys[int(np.argmax(((idx < 0) | (idx >= np.array(grid))).any(axis=1)))]
         raise ParserError(f"chunk key {path}/{bad} lies outside the chunk grid {grid}.")
     return np.ravel_multi_index(tuple(idx.T), grid)
+
+
+_MAX_UNLISTED_RECORDS = 100_000
 
 
 class _ParquetChunks:
@@ -337,8 +379,18 @@ class _ParquetChunks:
         import pyarrow as pa
 
         n = math.prod(grid)
+        records = range(math.ceil(n / self.record_size))
+        present = self._record_files(path)
+        if present is not None:  # read only the record files there are
+            records = [r for r in sorted(present) if r < len(records)]
+        elif len(records) > _MAX_UNLISTED_RECORDS:
+            raise ParserError(
+                f"{self.base}/{path} would need {len(records)} record files read one by one "
+                f"(its store cannot list them): the chunk grid {list(grid)} is corrupt."
+            )
+        check_grid(grid, len(records) * self.record_size)
         tables = []
-        for rec in range(math.ceil(n / self.record_size)):
+        for rec in records:
             try:
                 data = _read_object(f"{self.base}/{path}/refs.{rec}.parq", self.registry)
             except FileNotFoundError:
@@ -352,6 +404,23 @@ class _ParquetChunks:
         starts = np.concatenate([s + np.arange(t.num_rows) for s, t in tables])
         t = pa.concat_tables([t for _, t in tables], promote_options="permissive")
         return _parquet_columns(t, starts)
+
+    def _record_files(self, path: str) -> set[int] | None:
+        """Numbers of the ``refs.<i>.parq`` files of ``path`` (one listing), if the store lists."""
+        import obstore
+
+        try:
+            store, key = self.registry.resolve(f"{self.base}/{path}")
+            found: set[int] = set()
+            for batch in obstore.list(store, prefix=key.strip("/") + "/", chunk_size=10_000):
+                for meta in batch:
+                    name = meta["path"].rsplit("/", 1)[-1]
+                    num = name[5:-5] if name.startswith("refs.") and name.endswith(".parq") else ""
+                    if num.isdecimal():
+                        found.add(int(num))
+        except Exception:  # noqa: BLE001  (HTTP and other stores that cannot list)
+            return None
+        return found
 
 
 def _read_record(data: bytes, rows: int, where: str) -> Any:

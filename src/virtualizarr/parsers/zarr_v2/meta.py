@@ -7,6 +7,7 @@ store spells chunk keys: ``(prefix, separator, key of the single chunk of a 0-d 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -14,14 +15,44 @@ from zarr.core.dtype import get_data_type_from_json
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from virtualizarr.codecs.convert import v2_to_v3_codecs
-from virtualizarr.errors import CodecNotSupportedError, ParserError, UnsupportedFeatureError
+from virtualizarr.errors import (
+    CodecNotSupportedError,
+    ParserError,
+    UnsupportedFeatureError,
+    VirtualiZarrError,
+)
 from virtualizarr.manifests.metadata import with_metadata
 
-__all__ = ["v2_metadata", "v3_metadata"]
+__all__ = ["MAX_SPARSE_CHUNKS", "check_grid", "v2_metadata", "v3_metadata"]
 
 KeyEncoding = tuple[str, str, str]
 _DEFAULT_KEY_ENCODING = {"name": "default", "configuration": {"separator": "/"}}
 _OBJECT_CODECS = ("vlen-utf8", "vlen-bytes")
+
+
+MAX_SPARSE_CHUNKS = 1 << 22
+"""Chunk grids up to this size are always accepted; bigger ones must be mostly stored."""
+
+
+def check_grid(grid: tuple[int, ...], stored: int) -> int:
+    """The number of chunks of ``grid``, refused when a manifest of it cannot be afforded.
+
+    A manifest holds every grid position (about 20 bytes each), so a grid of 1e10 chunks
+    of which a handful are stored (a corrupt or hostile shape) would allocate hundreds of
+    GiB. Grids up to :data:`MAX_SPARSE_CHUNKS` chunks, or with at least 1 in 64 positions
+    stored, are fine.
+
+    >>> check_grid((100, 100), 0)
+    10000
+    """
+    n = math.prod(grid)
+    if n > max(MAX_SPARSE_CHUNKS, 64 * stored):
+        raise ParserError(
+            f"its chunk grid {list(grid)} has {n} chunk positions but only {stored} chunks are "
+            f"stored; a manifest of that grid would need {n * 20 >> 30} GiB. The shape or chunk "
+            "shape is corrupt, or the array too sparse to reference."
+        )
+    return n
 
 
 def _dimension_names(attrs: dict[str, Any], ndim: int) -> list[str] | None:
@@ -61,8 +92,14 @@ def v2_metadata(
         raise ParserError(f".zarray is missing or has an invalid shape/chunks/dtype: {e!r}") from e
     if len(chunks) != len(shape):
         raise ParserError(f".zarray chunks {list(chunks)} do not match shape {list(shape)}.")
-    filters = list(zarray.get("filters") or [])
+    if any(s < 0 for s in shape) or any(c < 1 for c in chunks):
+        raise ParserError(f".zarray shape {list(shape)} or chunks {list(chunks)} is negative or 0.")
+    filters = zarray.get("filters") or []
     compressor = zarray.get("compressor")
+    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+        raise ParserError(f".zarray filters must be a list of codec objects, got {filters!r:.80}.")
+    if compressor is not None and not isinstance(compressor, dict):
+        raise ParserError(f".zarray compressor must be a codec object, got {compressor!r:.80}.")
     object_codec = None
     if dtype_json == "|O":
         object_codec = filters[0].get("id") if filters else None
@@ -91,32 +128,42 @@ def v2_metadata(
         raise ParserError(
             f"fill_value {fill_json!r} is not valid for dtype {dtype_json!r}: {e}"
         ) from e
-    codecs = v2_to_v3_codecs(
-        dtype=native,
-        filters=filters,
-        compressor=compressor,
-        order=zarray.get("order", "C"),
-        ndim=len(shape),
-    )
     sep = zarray.get("dimension_separator") or "."
     if sep not in (".", "/"):
         raise ParserError(f".zarray dimension_separator must be '.' or '/', got {sep!r}.")
+    if not isinstance(zattrs, dict):
+        raise ParserError(f".zattrs must be a JSON object, got {type(zattrs).__name__}.")
     attrs = dict(zattrs)
     dims = _dimension_names(attrs, len(shape))
-    if fill_json is not None and "_FillValue" not in attrs and native.kind in "iuf":
-        # xarray reads a v2 fill_value as the CF _FillValue (and writes _FillValue only
-        # there); v3 fill values are not masks, so keep that meaning as an attribute
-        attrs["_FillValue"] = np.asarray(fill).item()
-    meta = ArrayV3Metadata(
-        shape=shape,
-        data_type=zdtype,
-        chunk_grid={"name": "regular", "configuration": {"chunk_shape": chunks}},
-        chunk_key_encoding=_DEFAULT_KEY_ENCODING,
-        fill_value=fill,
-        codecs=codecs,
-        attributes=attrs,
-        dimension_names=dims,
-    )
+    try:
+        codecs = v2_to_v3_codecs(
+            dtype=native,
+            filters=filters,
+            compressor=compressor,
+            order=zarray.get("order", "C"),
+            ndim=len(shape),
+        )
+        if fill_json is not None and "_FillValue" not in attrs and native.kind in "iuf":
+            # xarray reads a v2 fill_value as the CF _FillValue (and writes _FillValue only
+            # there); v3 fill values are not masks, so keep that meaning as an attribute
+            attrs["_FillValue"] = np.asarray(fill).item()
+        meta = ArrayV3Metadata(
+            shape=shape,
+            data_type=zdtype,
+            chunk_grid={"name": "regular", "configuration": {"chunk_shape": chunks}},
+            chunk_key_encoding=_DEFAULT_KEY_ENCODING,
+            fill_value=fill,
+            codecs=codecs,
+            attributes=attrs,
+            dimension_names=dims,
+        )
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        # zarr-python's own checks of codecs/attributes; ours are VirtualiZarrErrors already
+        if isinstance(e, VirtualiZarrError):
+            raise
+        raise ParserError(
+            f".zarray cannot be made Zarr v3 metadata: {type(e).__name__}: {e}"
+        ) from e
     return meta, ("", sep, "0"), fill_json is None
 
 
