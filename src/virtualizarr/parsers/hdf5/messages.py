@@ -42,7 +42,26 @@ class Dataspace:
     maxshape: tuple[int | None, ...] | None
 
 
+_CACHE_LIMIT = 4096
+_SPACES: dict[tuple[int, bytes], Dataspace] = {}
+_TYPES: dict[tuple[int, bytes], Datatype] = {}
+"""Decoded messages by their bytes (and length size): the datasets and attributes of a file,
+and the files of a collection, repeat the same few types and shapes. Decoded objects are
+never changed after decoding, so sharing them (between threads too) is safe."""
+
+
 def parse_dataspace(f: H5File, body: bytes, what: str) -> Dataspace:
+    key = (f.sl, body)
+    got = _SPACES.get(key)
+    if got is None:
+        got = _parse_dataspace(f, body, what)
+        if len(_SPACES) >= _CACHE_LIMIT:
+            _SPACES.clear()
+        _SPACES[key] = got
+    return got
+
+
+def _parse_dataspace(f: H5File, body: bytes, what: str) -> Dataspace:
     c = Cursor(body, f, what + " dataspace")
     version = c.u8()
     ndim = c.u8()
@@ -104,9 +123,14 @@ _VLEN_STR = {
 
 
 def parse_datatype(f: H5File, body: bytes, what: str) -> Datatype:
-    c = Cursor(body, f, what + " datatype")
-    dt = _datatype(c)
-    return dt
+    key = (f.so, body)
+    got = _TYPES.get(key)
+    if got is None:
+        got = _datatype(Cursor(body, f, what + " datatype"))
+        if len(_TYPES) >= _CACHE_LIMIT:
+            _TYPES.clear()
+        _TYPES[key] = got
+    return got
 
 
 def _name(c: Cursor, version: int) -> str:
