@@ -62,7 +62,7 @@ def _subgroup(group: ManifestGroup, path: str | None, url: str) -> ManifestGroup
 
 def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
     """Values of several arrays of ``store``, read together (no zarr.json reads)."""
-    from virtualizarr.manifests.values import read_arrays
+    from virtualizarr.values import read_arrays
 
     return read_arrays(store, names)
 

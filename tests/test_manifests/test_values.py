@@ -10,12 +10,12 @@ import pytest
 from obstore.store import MemoryStore
 
 from tests.test_manifests.builders import read_zarr, virtual_array
+from virtualizarr import values as values_mod
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
-from virtualizarr.manifests import values as values_mod
 from virtualizarr.manifests.metadata import create_v3_array_metadata
-from virtualizarr.manifests.values import read_arrays
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
+from virtualizarr.values import read_arrays
 
 # fixed-width bytes have no Zarr v3 spec yet; zarr says so on every use
 pytestmark = pytest.mark.filterwarnings("ignore:The data type .* does not have a Zarr V3")

@@ -1,5 +1,7 @@
 """Read whole (small) arrays of a ManifestStore into numpy, without zarr's async machinery.
 
+Lives next to the store (it reads through it); the manifests package stays below both.
+
 Opening a file loads its 1-D coordinates, which are a few small chunks. Through zarr's
 ``AsyncArray`` that costs more than parsing the file's metadata (a codec pipeline per
 array, an event-loop round trip, a thread hop per codec per chunk). Here the chunk bytes
