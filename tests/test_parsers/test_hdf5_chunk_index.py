@@ -630,3 +630,37 @@ def test_layout_versions_4_and_5(tmp_path: Path, libver: str) -> None:
         _, layout = our_table(path, name)
         assert layout.version == expected_version
         assert_same_as_h5py(path, name, itype)
+
+
+def test_btree1_repeated_key(tmp_path: Path) -> None:
+    """Two leaf keys naming the same chunk (the keys of a B-tree must increase)."""
+    path = tmp_path / "dup1.h5"
+    with h5py.File(path, "w", libver="earliest") as f:
+        f.create_dataset("x", data=np.arange(500, dtype="i2"), chunks=(1,))
+    data = bytearray(path.read_bytes())
+    key = (2).to_bytes(4, "little") + bytes(4) + (11).to_bytes(8, "little") + bytes(8)
+    assert data.count(key) == 1
+    pos = data.find(key) + 8
+    data[pos : pos + 8] = (10).to_bytes(8, "little")
+    with pytest.raises(CorruptFileError, match="out of order or repeated"):
+        our_table(path, "x", reader=MemoryBytes(data, str(path)))
+
+
+def test_btree2_repeated_record(tmp_path: Path) -> None:
+    """Two records naming the same chunk (checksums off, so the records themselves are read)."""
+    path = tmp_path / "dup2.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        d = f.create_dataset("x", shape=(30, 30), maxshape=(None, None), chunks=(3, 3), dtype="i2")
+        d[...] = 1
+    table, _ = our_table(path, "x")
+    data = bytearray(path.read_bytes())
+    row = int(np.flatnonzero((table.grid_coords == [0, 1]).all(axis=1))[0])
+    record = int(table.offsets[row]).to_bytes(8, "little") + (0).to_bytes(8, "little")
+    record += (1).to_bytes(8, "little")
+    assert data.count(record) == 1
+    pos = data.find(record) + 16
+    data[pos : pos + 8] = (0).to_bytes(8, "little")  # now (0, 0), as another record
+    with pytest.raises(CorruptFileError, match="same chunk"):
+        our_table(path, "x", reader=MemoryBytes(data, str(path)), verify_checksums=False)
+    with pytest.raises(CorruptFileError, match="checksum"):
+        our_table(path, "x", reader=MemoryBytes(data, str(path)))

@@ -22,6 +22,7 @@ from virtualizarr.parsers.hdf5.index_common import (
     IndexContext,
     corrupt,
     empty_table,
+    increasing_rows,
     stack_rows,
 )
 
@@ -117,6 +118,8 @@ def read_btree1_chunks(
     grid, rest = np.divmod(element_offsets.astype(np.int64), np.asarray(ctx.chunk_shape, np.int64))
     if rest.any():
         raise corrupt(ctx, _STRUCTURE, root, "a chunk's element offset is not on the chunk grid")
+    if not increasing_rows(grid):  # keys of a B-tree, read in order, must increase
+        raise corrupt(ctx, _STRUCTURE, root, "its chunk keys are out of order or repeated")
     table = ChunkTable.from_columns(
         ctx.chunk_shape, grid_coords=grid, offsets=child, lengths=size, filter_masks=mask
     )

@@ -23,6 +23,7 @@ from virtualizarr.parsers.hdf5.index_common import (
     corrupt,
     empty_table,
     le_uint,
+    unique_rows,
 )
 from virtualizarr.parsers.hdf5.lookup3 import lookup3, verify_checksums
 
@@ -144,9 +145,12 @@ def read_btree2_chunks(ctx: IndexContext, address: int) -> ChunkTable:
     scaled = np.ascontiguousarray(raw[:, pos : pos + 8 * ndim]).view("<u8").reshape(-1, ndim)
     if (scaled >= np.uint64(1 << 62)).any():
         raise corrupt(ctx, _NODE, address, "a chunk's grid position is implausible")
+    grid = scaled.astype(np.int64)
+    if not unique_rows(grid):
+        raise corrupt(ctx, _NODE, address, "two records describe the same chunk")
     table = ChunkTable.from_columns(
         ctx.chunk_shape,
-        grid_coords=scaled.astype(np.int64),
+        grid_coords=grid,
         offsets=addrs,
         lengths=sizes,
         filter_masks=masks,

@@ -222,6 +222,25 @@ class IndexContext:
         return table if inside.all() else table.take(inside)
 
 
+def increasing_rows(grid: np.ndarray) -> bool:
+    """Are the rows of ``grid`` strictly increasing in lexicographic order (no repeats)?"""
+    if len(grid) < 2:
+        return True
+    diff = grid[1:] - grid[:-1]
+    nonzero = diff != 0
+    first = np.argmax(nonzero, axis=1)
+    lead = diff[np.arange(len(diff)), first]
+    return bool(nonzero.any(axis=1).all() and (lead > 0).all())
+
+
+def unique_rows(grid: np.ndarray) -> bool:
+    """Are the rows of ``grid`` all different?"""
+    if len(grid) < 2:
+        return True
+    order = np.lexsort(grid.T[::-1])
+    return increasing_rows(grid[order])
+
+
 def corrupt(ctx: IndexContext, structure: str, address: int, reason: str) -> CorruptFileError:
     """The error for a damaged ``structure`` at ``address``."""
     return CorruptFileError(f"{ctx.where}: {structure} at byte {address} is corrupt: {reason}")
