@@ -1,0 +1,170 @@
+"""Many small NetCDF4 files: open_virtual_mfdataset per parallel option, side by side with kerchunk.
+
+Files: N copies of one small NetCDF4 file (time 2 x lat 8 x lon 16; ``air`` float32 in 16
+zlib+shuffle chunks of (1, 4, 4); time/lat/lon coordinates), each with its own time values
+patched into the copy (so making 100k files takes seconds, not an hour). Cached in
+``--folder`` between runs (~18 KB per file).
+
+    python benchmarks/many_files.py [--sizes 1000,10000] [--modes serial,threads,processes,dask]
+                                    [--kerchunk-max 1000] [--folder /tmp/vz_many_files]
+
+Each measurement runs in a fresh Python process (so peak RSS is that of one run):
+wall seconds, CPU seconds (the process plus its workers), ms per file (wall), peak RSS of
+the client process (MB), the result's ``ds.vz.nbytes`` and bytes per reference.
+The machine's load average is printed: on a shared machine wall times inflate, CPU
+seconds much less so.
+Targets (issue 13): 10k files serial <= 35 s, processes/dask <= 0.55x serial on 2 cores,
+peak RSS <= 2x the result + 300 MB at 100k files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+STEPS = 2
+
+
+def _template(path: Path) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("lat", 8)
+        nc.createDimension("lon", 16)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "hours since 2000-01-01", "standard"
+        t[:] = np.arange(float(STEPS))
+        nc.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-70, 70, 8)
+        nc.createVariable("lon", "f4", ("lon",))[:] = np.arange(0, 360, 22.5)
+        v = nc.createVariable(
+            "air", "f4", ("time", "lat", "lon"), zlib=True, shuffle=True, chunksizes=(1, 4, 4)
+        )
+        v.units, v.long_name = "K", "air temperature"
+        v[:] = 280 + np.random.default_rng(0).normal(size=(STEPS, 8, 16))
+
+
+def make_files(folder: Path, n: int) -> list[Path]:
+    """``n`` files ``f000000.nc``...: copies of a template with their own time values."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / "template.nc.tmpl"
+    if not template.exists():
+        _template(template)
+    with h5py.File(template, "r") as f:
+        offset = f["time"].id.get_chunk_info(0).byte_offset  # the time chunk, stored raw
+    raw = bytearray(template.read_bytes())
+    paths = [folder / f"f{i:06d}.nc" for i in range(n)]
+    for i, p in enumerate(paths):
+        if p.exists():
+            continue
+        raw[offset : offset + 8 * STEPS] = np.arange(
+            i * STEPS, (i + 1) * STEPS, dtype="<f8"
+        ).tobytes()
+        p.write_bytes(raw)
+    return paths
+
+
+def _one(folder: Path, n: int, mode: str) -> dict:
+    """Run one measurement in this process; returns the row."""
+    paths = [str(p) for p in make_files(folder, n)]
+    t0, c0 = time.perf_counter(), time.process_time()
+    if mode == "kerchunk":
+        from kerchunk.combine import MultiZarrToZarr
+        from kerchunk.hdf import SingleHdf5ToZarr
+
+        refs = []
+        for p in paths:
+            with open(p, "rb") as f:
+                refs.append(SingleHdf5ToZarr(f, p).translate())
+        out = MultiZarrToZarr(refs, concat_dims=["time"], identical_dims=["lat", "lon"]).translate()
+        nrefs = sum(
+            1
+            for k in out["refs"]
+            if k.startswith("air/") and not k.endswith((".zarray", ".zattrs"))
+        )
+        nbytes = len(json.dumps(out))
+    else:
+        from virtualizarr import open_virtual_mfdataset
+
+        parallel = {
+            "serial": False,
+            "threads": "threads",
+            "processes": "processes",
+            "dask": "dask",
+        }[mode]
+        ds = open_virtual_mfdataset(paths, parallel=parallel, progress=False)
+        assert ds.sizes["time"] == n * STEPS, ds.sizes
+        nrefs = ds.vz.nrefs()
+        nbytes = ds.vz.nbytes
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += children.ru_utime + children.ru_stime
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "n": n,
+        "mode": mode,
+        "wall": wall,
+        "cpu": cpu,
+        "ms_per_file": wall / n * 1e3,
+        "rss_mb": rss,
+        "nbytes": nbytes,
+        "bytes_per_ref": nbytes / max(nrefs, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--modes", default="serial,threads,processes,dask")
+    ap.add_argument("--kerchunk-max", type=int, default=1000)
+    ap.add_argument("--folder", default="/tmp/vz_many_files")
+    ap.add_argument("--one", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    folder = Path(args.folder)
+    if args.one:
+        print(json.dumps(_one(folder, int(args.one[0]), args.one[1])))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    make_files(folder, max(sizes))
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    head = "| files | method | wall s | CPU s | ms/file | x serial | peak RSS MB | result MB | bytes/ref |"
+    print(head)
+    print("|---" * 9 + "|")
+    for n in sizes:
+        modes = args.modes.split(",") + (["kerchunk"] if n <= args.kerchunk_max else [])
+        serial = None
+        for mode in modes:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--folder", str(folder), "--one", str(n), mode],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode:
+                print(f"| {n} | {mode} | failed: {proc.stderr.strip().splitlines()[-1]} |")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            if mode == "serial":
+                serial = r["wall"]
+            ratio = f"{r['wall'] / serial:.2f}" if serial else ""
+            print(
+                f"| {n:,} | {mode} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['ms_per_file']:.2f} | "
+                f"{ratio} | {r['rss_mb']:.0f} | {r['nbytes'] / 1e6:.1f} | {r['bytes_per_ref']:.1f} |",
+                flush=True,
+            )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
