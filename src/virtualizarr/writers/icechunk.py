@@ -18,6 +18,7 @@ import xarray as xr
 
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests import ManifestArray
+from virtualizarr.writers._icechunk_ingest import IngestReport, ingest_icechunk, ingested_files
 from virtualizarr.writers._icechunk_plan import (
     ArrayWrite,
     check_containers,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from icechunk import IcechunkStore, Repository
 
-__all__ = ["to_icechunk"]
+__all__ = ["IngestReport", "ingest_icechunk", "ingested_files", "to_icechunk"]
 
 
 def to_icechunk(
