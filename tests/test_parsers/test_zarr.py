@@ -753,3 +753,44 @@ def test_copy_of_real_store_with_missing_chunk(tmp_path: Path) -> None:
     got = zarr.open_group(store, mode="r")["a"][...]
     assert (got[4:8, 3:6] == -9.5).all()
     assert_same_values(store, tmp_path / "s.zarr")
+
+
+def test_arrays_without_dimension_names_get_phony_names(tmp_path: Path) -> None:
+    """v2 arrays without _ARRAY_DIMENSIONS and v3 arrays without dimension_names open in
+    xarray with one phony_dim_<n> per distinct length in the group; values equal zarr's."""
+    from virtualizarr import open_virtual_dataset
+
+    for fmt in (2, 3):
+        path = tmp_path / f"s{fmt}.zarr"
+        write(path, "a", FLOATS, zarr_format=fmt, chunks=(5, 7))
+        write(path, "b", INTS[:, :3], zarr_format=fmt, chunks=(13, 3))
+        store = parse(path)
+        assert store.group.arrays["a"].metadata.dimension_names == ("phony_dim_0", "phony_dim_1")
+        assert store.group.arrays["b"].metadata.dimension_names == ("phony_dim_0", "phony_dim_2")
+        assert_same_values(store, path)
+        ds = open_virtual_dataset(str(path), loadable_variables=["b"])
+        assert dict(ds.sizes) == {"phony_dim_0": 13, "phony_dim_1": 7, "phony_dim_2": 3}
+        np.testing.assert_array_equal(ds["b"].values, zarr.open_array(str(path / "b"))[...])
+
+
+def test_huge_sparse_grid_is_skipped_before_allocating(tmp_path: Path) -> None:
+    """A .zarray whose shape is corrupt (1e5 x 1e5 grid of 1-element chunks, 1 chunk stored)
+    is skipped with a warning naming the array, without allocating a 1e10-position manifest."""
+    import tracemalloc
+
+    path = tmp_path / "s.zarr"
+    write(path, "ok", INTS, chunks=(13, 7))
+    write(path, "bad", np.arange(4, dtype="<i2").reshape(2, 2), chunks=(1, 1))
+    zarray = json.loads((path / "bad" / ".zarray").read_text())
+    zarray["shape"] = [100_000, 100_000]
+    (path / "bad" / ".zarray").write_text(json.dumps(zarray))
+    tracemalloc.start()
+    try:
+        with pytest.warns(VariableSkippedWarning, match="'bad'.*chunk grid") as caught:
+            store = parse(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(caught[0].message)
+    assert peak < 64 << 20
+    assert list(store.group.arrays) == ["ok"]

@@ -107,6 +107,12 @@ class ZarrParser:
     def __repr__(self) -> str:
         return f"ZarrParser(group={self.group or None!r}, drop_variables={sorted(self.drop_variables)!r})"
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Always False: a Zarr store is a directory or prefix, recognised by its
+        ``zarr.json``/``.zgroup``/``.zarray`` (``detect_parser`` looks there)."""
+        return False
+
     def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         """Virtualize the store at ``url``; read through ``registry``'s object stores."""
         registry = registry if registry is not None else ObjectStoreRegistry()
@@ -272,8 +278,29 @@ def _walk_arrays(group: _GroupDoc) -> list[_ArrayDoc]:
 
 def _to_group(doc: _GroupDoc, built: dict[str, ManifestArray], path: str) -> ManifestGroup:
     arrays = {name: built[a.path] for name, a in doc.arrays.items() if a.path in built}
+    arrays = _name_dimensions(arrays)
     groups = {name: _to_group(g, built, _join(path, name)) for name, g in doc.groups.items()}
     return ManifestGroup(arrays=arrays, groups=groups, attributes=doc.attrs)
+
+
+def _name_dimensions(arrays: dict[str, ManifestArray]) -> dict[str, ManifestArray]:
+    """Arrays without dimension names (v2 without ``_ARRAY_DIMENSIONS``, v3 without
+    ``dimension_names``) get netCDF-style ``phony_dim_<n>`` names, one per distinct length in
+    the group (as netCDF-C names HDF5's unnamed dimensions), so xarray can open them."""
+    from virtualizarr.manifests.metadata import with_metadata
+
+    lengths: dict[int, str] = {}
+    out = {}
+    for name, arr in arrays.items():
+        dims = arr.metadata.dimension_names
+        if dims is None or any(d is None for d in dims):
+            names = [
+                d if d is not None else lengths.setdefault(n, f"phony_dim_{len(lengths)}")
+                for d, n in zip(dims or [None] * len(arr.shape), arr.shape)
+            ]
+            arr = ManifestArray(with_metadata(arr.metadata, dimension_names=names), arr.manifest)
+        out[name] = arr
+    return out
 
 
 # -- arrays ------------------------------------------------------------------------------------
@@ -281,7 +308,7 @@ def _to_group(doc: _GroupDoc, built: dict[str, ManifestArray], path: str) -> Man
 
 def _build_array(src: ZarrSource, doc: _ArrayDoc) -> ManifestArray | str:
     """The virtual array, or the reason it is skipped (a warning message)."""
-    from virtualizarr.parsers.zarr_v2.meta import v2_metadata, v3_metadata
+    from virtualizarr.parsers.zarr_v2.meta import check_grid, v2_metadata, v3_metadata
 
     name = doc.path or src.root_url.rsplit("/", 1)[-1]
     try:
@@ -293,6 +320,10 @@ def _build_array(src: ZarrSource, doc: _ArrayDoc) -> ManifestArray | str:
     except (UnsupportedFeatureError, CodecNotSupportedError, ParserError) as e:
         return f"Skipping array {name!r} of Zarr store {src.root_url}: {e}"
     keys, sizes = src.list_objects(doc.path)
+    try:
+        check_grid(chunk_grid_shape(meta.shape, chunk_shape_of(meta)), len(keys))
+    except ParserError as e:
+        return f"Skipping array {name!r} of Zarr store {src.root_url}: {e}"
     manifest = chunk_manifest(keys, sizes, _KeyEncoding(*enc), meta, src.url(doc.path))
     if null_fill and manifest.missing.any():
         return (

@@ -56,8 +56,8 @@ class ZarrSource:
         try:
             # NaN/Infinity are not JSON but zarr-python writes them in fill values/attributes
             doc = json.loads(bytes(raw))
-        except ValueError as e:
-            raise ParserError(f"{self.url(path)} is not valid JSON: {e}") from e
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
+            raise ParserError(f"{self.url(path)} is not valid JSON: {type(e).__name__}: {e}") from e
         if not isinstance(doc, dict):
             raise ParserError(
                 f"{self.url(path)} should hold a JSON object, got {type(doc).__name__}."
