@@ -670,3 +670,19 @@ def test_btree2_repeated_record(tmp_path: Path) -> None:
         our_table(path, "x", reader=MemoryBytes(data, str(path)), verify_checksums=False)
     with pytest.raises(CorruptFileError, match="checksum"):
         our_table(path, "x", reader=MemoryBytes(data, str(path)))
+
+
+def test_btree1_huge_entry_count(tmp_path: Path) -> None:
+    """A leaf claiming 65,535 entries does not make every node of its level be read at
+    3 MB: it is refused."""
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w", libver="earliest") as f:
+        f.create_dataset("x", data=np.zeros(20000, "i1"), chunks=(1,))
+    data = bytearray(path.read_bytes())
+    table, _ = our_table(path, "x")
+    leaf = data.find(b"TREE\x01\x00", 0)  # the first leaf written
+    assert leaf >= 0
+    data[leaf + 6 : leaf + 8] = (65535).to_bytes(2, "little")
+    with pytest.raises(CorruptFileError, match=r"implausibly many|past the end"):
+        our_table(path, "x", reader=MemoryBytes(data, str(path)))
+    assert len(table) == 20000

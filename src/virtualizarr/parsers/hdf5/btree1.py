@@ -139,7 +139,8 @@ def _read_level(
 
     Nodes are read at the size of ``capacity`` entries, clipped at the end of the file.
     A node using more entries than that (the file's K is larger than assumed) makes the
-    whole level be read again at the right size.
+    whole level be read again at the right size (unless that would read far more than the
+    nodes hold: then a node's entry count is corrupt).
     """
     while True:
         node_bytes = header + capacity * rec.itemsize + key_size
@@ -151,6 +152,17 @@ def _read_level(
         used = np.ascontiguousarray(rows[:, 6:8]).view("<u2").reshape(-1).astype(np.int64)
         most = int(used.max()) if len(used) else 0
         if most > capacity:
+            # nodes of one level are about equally full in a sound tree: a level read at
+            # the largest node's size must not cost much more than its nodes' own sizes
+            need = header + used * rec.itemsize + key_size
+            total = int(need.sum())
+            wanted = len(addresses) * (header + most * rec.itemsize + key_size)
+            if total > ctx.file_size or wanted > max(4 * total, 64 << 20):
+                i = int(np.argmax(used))
+                raise corrupt(
+                    ctx, _STRUCTURE, int(addresses[i]),
+                    f"it claims {most} entries, implausibly many for its level",
+                )  # fmt: skip
             capacity = most
             continue
         # each node's used part must lie inside the file
