@@ -91,6 +91,13 @@ def read_btree2_chunks(ctx: IndexContext, address: int) -> ChunkTable:
     counts = [root_nrec]
     seen = 0
     for d in range(depth, -1, -1):
+        # nodes do not overlap, and their records are among the ones the header counts
+        if len(addresses) * node_size > ctx.file_size or seen + sum(counts) > total:
+            raise corrupt(
+                ctx, _NODE, addresses[0],
+                f"level {d} lists {len(addresses)} nodes of {sum(counts)} records, more than "
+                f"the file ({ctx.file_size} bytes, {total} records) holds",
+            )  # fmt: skip
         blocks = ctx.read_many(_NODE, [(a, node_size) for a in addresses])
         sig = b"BTIN" if d > 0 else b"BTLF"
         child_addrs: list[np.ndarray] = []
