@@ -22,7 +22,11 @@ TESTS = {
     "KerchunkParquetParser": ["test_parsers/test_kerchunk.py"],
     "TIFFParser": ["test_parsers/test_tiff.py"],
     "FITSParser": ["test_parsers/test_fits.py"],
-    "GRIBParser": ["test_parsers/test_grib.py"],
+    "GRIBParser": [
+        "test_parsers/test_grib.py",
+        "test_parsers/test_grib_robust.py",
+        "test_parsers/test_grib_packing.py",
+    ],
     "DMRPPParser": ["test_parsers/test_dmrpp.py"],
 }
 
