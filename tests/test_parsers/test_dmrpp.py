@@ -339,3 +339,44 @@ def test_malformed_documents(tmp_path: Path) -> None:
         ParserError, match=r"variable '/a' is unfiltered but a chunk's nBytes differs"
     ):
         parse(dmrpp)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        ('chunkPositionInArray="[3]"', 'chunkPositionInArray="[x]"', "variable '/a' is malformed"),
+        ('chunkPositionInArray="[3]"', 'chunkPositionInArray="[99999999999999999999]"', "'/a'"),
+        ('offset="', 'offset="-', "variable '/a' is malformed"),
+        ('size="6"', 'size="-6"', "size '-6', not a non-negative integer"),
+        ('size="6"', 'size="six"', "size 'six', not a non-negative integer"),
+        # 1e12 elements in 1e12 chunks of 1, two of them stored: refused before allocating
+        ('size="6"', 'size="1000000000000"', "chunk grid"),
+        ('encoding="ISO-8859-1"', 'encoding="ISO-8859-X"', "not well-formed XML"),
+    ],
+)
+def test_malformed_numbers_raise_parser_errors(
+    tmp_path: Path, old: str, new: str, match: str
+) -> None:
+    """Numbers a document gets wrong are ParserErrors naming the file (and the variable),
+    never a ValueError/OverflowError or a huge allocation."""
+    import tracemalloc
+
+    def build(f: h5py.File) -> None:
+        f.create_dataset("a", data=np.arange(6.0), chunks=(3,))
+
+    _, dmrpp = make(tmp_path, build)
+    text = dmrpp.read_text()
+    if "1000000000000" in new:  # one-element chunks, so the grid is as big as the shape
+        text = text.replace(">3</dmrpp:chunkDimensionSizes>", ">1</dmrpp:chunkDimensionSizes>")
+        text = text.replace('nBytes="24"', 'nBytes="8"').replace("[3]", "[1]")
+    assert old in text
+    dmrpp.write_text(text.replace(old, new, 1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParserError, match=match) as info:
+            parse(dmrpp)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(dmrpp) in str(info.value)
+    assert peak < 64 << 20

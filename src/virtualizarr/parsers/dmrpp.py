@@ -26,11 +26,13 @@ from virtualizarr.errors import (
     CodecNotSupportedError,
     ParserError,
     VariableSkippedWarning,
+    VirtualiZarrError,
 )
 from virtualizarr.io import file_size, read_range
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.parsers.zarr_v2.meta import check_grid
 from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -80,7 +82,7 @@ class DMRPPParser:
         text = read_range(url, 0, file_size(url, registry), registry)
         try:
             root = ET.fromstring(text)
-        except ET.ParseError as e:
+        except (ET.ParseError, LookupError) as e:  # LookupError: an unknown encoding
             raise ParserError(f"{url} is not well-formed XML, so not a DMR++ document: {e}.") from e
         if root.tag != f"{DAP}Dataset":
             raise ParserError(
@@ -112,9 +114,21 @@ def _data_url(url: str, href: str | None) -> str:
     return normalize_path(href) if "://" in href else urljoin(url, href)
 
 
+def _size(text: str | None, what: str, ctx: _Context) -> int:
+    """A dimension size from the document: a non-negative integer, or a ParserError."""
+    try:
+        size = int(text or "0")
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ParserError(f"{ctx.url}: {what} has size {text!r}, not a non-negative integer.")
+    return size
+
+
 def _parse_group(elem: ET.Element, path: str, ctx: _Context) -> ManifestGroup:
     for d in elem.findall(f"{DAP}Dimension"):
-        ctx.dims[f"{path}{d.get('name')}"] = int(d.get("size", "0"))
+        name = f"{path}{d.get('name')}"
+        ctx.dims[name] = _size(d.get("size"), f"dimension {name!r}", ctx)
     arrays: dict[str, ManifestArray] = {}
     groups: dict[str, ManifestGroup] = {}
     for child in elem:
@@ -126,6 +140,13 @@ def _parse_group(elem: ET.Element, path: str, ctx: _Context) -> ManifestGroup:
             var_path = f"{path}{name}"
             try:
                 arrays[name] = _parse_variable(child, tag, var_path, ctx)
+            except (ValueError, TypeError, OverflowError, KeyError, IndexError) as e:
+                if isinstance(e, VirtualiZarrError):
+                    raise
+                # a malformed number or list in the document (chunk position, level, fill)
+                raise ParserError(
+                    f"{ctx.url}: variable {var_path!r} is malformed: {type(e).__name__}: {e}"
+                ) from e
             except _Skip as e:
                 warnings.warn(
                     f"{ctx.url}: variable {var_path!r} is left out: {e}.",
@@ -186,7 +207,7 @@ def _dimensions(elem: ET.Element, path: str, ctx: _Context) -> tuple[list[str], 
     for d in elem.findall(f"{DAP}Dim"):
         ref = d.get("name")
         if ref is None:  # anonymous: <Dim size="5"/>
-            size = int(d.get("size", "0"))
+            size = _size(d.get("size"), f"an anonymous dimension of variable {path!r}", ctx)
             k = seen[size] = seen.get(size, -1) + 1
             name = ctx.phony.setdefault((size, k), f"phony_dim_{len(ctx.phony)}")
         else:
@@ -233,8 +254,12 @@ def _manifest(
     chunks: ET.Element, shape: list[int], chunk_shape: tuple[int, ...], dtype: np.dtype,
     filtered: bool, path: str, ctx: _Context,
 ) -> ChunkManifest:  # fmt: skip
-    grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunk_shape))
+    grid = tuple(-(-s // c) for s, c in zip(shape, chunk_shape))  # exact for huge sizes
     elems = chunks.findall(f"{DMRPP}chunk")
+    try:  # before anything of the grid's size is allocated
+        check_grid(grid, len(elems))
+    except ParserError as e:
+        raise ParserError(f"{ctx.url}: variable {path!r}: {e}") from None
     if any(len(e) for e in elems):  # <dmrpp:block> children: one chunk in several pieces
         raise _Skip("its chunks are split into several byte blocks (linked blocks)")
     n = len(elems)
