@@ -18,6 +18,7 @@ per file, and batches come back as compact parts with their metadata sent once p
 
 from __future__ import annotations
 
+import bisect
 import glob as globlib
 import importlib.util
 import math
@@ -36,7 +37,7 @@ import numpy as np
 import xarray as xr
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from virtualizarr.conversion import dataset_from_group
+from virtualizarr.conversion import dataset_from_group, dims_of
 from virtualizarr.errors import ManifestConcatError, VirtualiZarrError
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.manifest import MISSING
@@ -46,7 +47,7 @@ from virtualizarr.xarray import (
     _parse,
     _subgroup,
     decode_variables,
-    read_raw_variables,
+    read_stored_values,
     select_variables,
 )
 
@@ -157,7 +158,7 @@ class FilePart:
         return dataset_from_group(
             arrays,  # type: ignore[arg-type]  (loaded names are looked up in `loaded` first)
             self.attrs,
-            decode_variables(raw, decode_times),
+            decode_variables(raw, decode_times, self.source),
             source=self.source,
         )
 
@@ -181,14 +182,17 @@ def virtualize_part(
     url, registry, store = _parse(path, registry, parser)
     node = _subgroup(store.group, group, url)
     arrays, load = select_variables(node, drop_variables, loadable_variables, url)
-    raw = read_raw_variables(node, registry, load)
+    raw = read_stored_values(node, registry, load)
     loaded_set = set(load)
     return FilePart(
         source=url,
         names=tuple((n, n in loaded_set) for n in arrays),
         attrs=dict(node.attributes),
         virtual={n: a for n, a in arrays.items() if n not in loaded_set},
-        loaded={n: (v.dims, v.attrs, np.asarray(v.values)) for n, v in raw.items()},
+        loaded={
+            n: (dims_of(n, arrays[n]), dict(arrays[n].metadata.attributes), np.asarray(v))
+            for n, v in raw.items()
+        },
     )
 
 
@@ -480,15 +484,57 @@ class _Interner:
         return obj
 
 
+_BLOCK = 1024
+"""Files per block: every this many, a column's per-file grids are stacked into one array."""
+
+
 class _Virtual:
-    """One virtual variable over all files: interned metadata and manifest grids per file."""
+    """One virtual variable over all files: interned metadata and manifest grids per file.
+
+    Grids arrive one small array per file (~110 bytes of numpy header each, three per file);
+    every ``_BLOCK`` files they are stacked into one ``(files, *grid)`` array per field, so a
+    file costs its chunks' 20 bytes each plus a few pointers.
+    """
 
     def __init__(self) -> None:
         self.metas: list[Any] = []
-        self.grids: list[tuple[int, ...]] = []
-        self.ids: list[np.ndarray] = []
-        self.offsets: list[np.ndarray] = []
-        self.lengths: list[np.ndarray] = []
+        self.blocks: list[tuple[Any, Any, Any]] = []  # stacked arrays, or lists of rows
+        self.starts: list[int] = []  # first row of each block
+        self._pending: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+
+    def append(self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+        for lst, a in zip(self._pending, (ids, offsets, lengths)):
+            lst.append(a)
+        if len(self._pending[0]) >= _BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        rows = self._pending
+        if not rows[0]:
+            return
+        self.starts.append(len(self.metas) - len(rows[0]))
+        if len({a.shape for a in rows[0]}) == 1:
+            self.blocks.append(tuple(np.stack(lst) for lst in rows))  # type: ignore[arg-type]
+        else:  # grids differ between files (rare): keep the rows
+            self.blocks.append(rows)
+        self._pending = ([], [], [])
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.flush()
+        b = bisect.bisect_right(self.starts, i) - 1
+        k = i - self.starts[b]
+        ids, offsets, lengths = self.blocks[b]
+        return ids[k], offsets[k], lengths[k]
+
+    def uniform_grid(self) -> tuple[int, ...] | None:
+        """The grid every file shares, or None."""
+        self.flush()
+        shapes = set()
+        for ids, _, _ in self.blocks:
+            if isinstance(ids, list):
+                return None
+            shapes.add(ids.shape[1:])
+        return shapes.pop() if len(shapes) == 1 else None
 
 
 class _Loaded:
@@ -516,7 +562,11 @@ class Collector:
         return len(self.sources)
 
     def add(self, part: FilePart) -> None:
-        self.sources.append(part.source)
+        source = part.source
+        for arr in part.virtual.values():  # share the path string with the table's entry
+            source = next((t for t in arr.manifest.table if t == source), source)
+            break
+        self.sources.append(source)
         self.names.append(self._intern("names", part.names))
         self.attrs.append(self._intern("attrs", part.attrs))
         for name, arr in part.virtual.items():
@@ -529,10 +579,7 @@ class Collector:
                 count=len(m.table),
             )
             ext = np.append(remap, MISSING)
-            col.grids.append(m.shape_chunk_grid)
-            col.ids.append(ext[np.minimum(m.path_ids, len(remap))])
-            col.offsets.append(np.ascontiguousarray(m.offsets))
-            col.lengths.append(np.ascontiguousarray(m.lengths))
+            col.append(ext[np.minimum(m.path_ids, len(remap))], m.offsets, m.lengths)
         for name, (dims, attrs, values) in part.loaded.items():
             lcol = self.loaded.setdefault(name, _Loaded())
             lcol.dims.append(self._intern(("dims", name), dims))
@@ -547,12 +594,9 @@ class Collector:
     def array(self, name: str, i: int, table: tuple[str | bytes, ...]) -> ManifestArray:
         """File ``i``'s virtual variable ``name`` (ids into the global ``table``)."""
         col = self.virtual[name]
+        ids, offsets, lengths = col.row(i)
         manifest = ChunkManifest.from_path_ids(
-            table=table,
-            ids=col.ids[i],
-            offsets=col.offsets[i],
-            lengths=col.lengths[i],
-            normalize=False,
+            table=table, ids=ids, offsets=offsets, lengths=lengths, normalize=False
         )
         return ManifestArray(col.metas[i], manifest)
 
@@ -697,7 +741,9 @@ def _fast_combine(
         else:
             raw = col.values(nm, 0)
         var = xr.Variable(d, raw, attrs=dict(lc.attrs[0]))
-        decoded[nm] = decode_variables({nm: var}, decode_times)[nm]
+        decoded[nm] = decode_variables({nm: var}, decode_times, f"{n} files ({col.sources[0]}...)")[
+            nm
+        ]
 
     order = np.arange(n)
     if combine != "nested" and dim is not None and n > 1:
@@ -766,7 +812,8 @@ def _concat_virtual(
     metas = vc.metas
     first = metas[int(order[0])]
     distinct = {id(m): m for m in metas}
-    if len(distinct) > 1 or len(set(vc.grids)) > 1:
+    grid = vc.uniform_grid()
+    if len(distinct) > 1 or grid is None:
         # differing metadata (a shorter last file, or an error to report): the array path,
         # which checks and names every mismatch; only distinct metadata need checking
         reps = {}
@@ -774,7 +821,7 @@ def _concat_virtual(
             reps.setdefault(id(metas[i]), int(i))
         if len(reps) > 1:
             np.concatenate([col.array(name, i, table) for i in reps.values()], axis=axis)
-        if len(set(vc.grids)) > 1:
+        if grid is None:
             return np.concatenate([col.array(name, int(i), table) for i in order], axis=axis)
     chunk = first.chunks[axis]
     lengths_along = np.array([metas[i].shape[axis] for i in order])
@@ -787,19 +834,26 @@ def _concat_virtual(
             "is partial and would sit in the middle of the result. Only the last input may end "
             "in a partial chunk."
         )
+    position = np.empty(len(order), dtype=np.intp)
+    position[order] = np.arange(len(order))  # where each file's grid goes
 
-    def gather(blocks: list[np.ndarray]) -> np.ndarray:
-        stacked = np.stack([blocks[i] for i in order], axis=0)  # (file, *grid)
-        moved = np.moveaxis(stacked, 0, axis)  # (..., file, grid[axis], ...)
-        shape = list(vc.grids[0])
-        shape[axis] = shape[axis] * len(order)
-        return moved.reshape(shape)
+    def gather(field: int) -> np.ndarray:
+        # one output array filled block by block (no copy of all blocks first)
+        dtype = vc.blocks[0][field].dtype
+        out = np.empty((len(order), *grid), dtype=dtype)
+        for start, block in zip(vc.starts, vc.blocks):
+            rows = block[field]
+            out[position[start : start + len(rows)]] = rows
+        moved = np.moveaxis(out, 0, axis)  # (..., file, grid[axis], ...): a view
+        shape = list(grid)
+        shape[axis] *= len(order)
+        return moved.reshape(shape)  # a view when axis == 0
 
     manifest = ChunkManifest.from_path_ids(
         table=table,
-        ids=gather(vc.ids),
-        offsets=gather(vc.offsets),
-        lengths=gather(vc.lengths),
+        ids=gather(0),
+        offsets=gather(1),
+        lengths=gather(2),
         normalize=False,
     )
     shape = list(first.shape)

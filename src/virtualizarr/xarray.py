@@ -71,17 +71,27 @@ def read_raw_variables(
     group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str]
 ) -> dict[str, xr.Variable]:
     """The stored (not yet CF-decoded) values of ``names`` as Variables with their attributes."""
+    return {
+        n: xr.Variable(
+            dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
+        )
+        for n, values in read_stored_values(group, registry, names).items()
+    }
+
+
+def read_stored_values(
+    group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str]
+) -> dict[str, Any]:
+    """The stored (not yet CF-decoded) values of the arrays ``names`` of ``group``, read together.
+
+    >>> # read_stored_values(store.group, registry, ["time", "lat"])["time"]
+    """
     if not names:
         return {}
     store = ManifestStore(
         ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
     )
-    return {
-        n: xr.Variable(
-            dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
-        )
-        for n, values in zip(names, _read_arrays(store, names))
-    }
+    return dict(zip(names, _read_arrays(store, names)))
 
 
 def decode_variables(
