@@ -152,3 +152,27 @@ def test_cog_with_many_ifds(http_server: HTTPServer, tmp_path: Path) -> None:
     assert requests <= 8
     z = zarr.open_group(store, mode="r", zarr_format=3)
     np.testing.assert_array_equal(z["5"][...], base[::32, ::32])
+
+
+@pytest.mark.parametrize("kind", ["fits", "tiff"])
+def test_detection_and_parse_share_one_request(
+    http_server: HTTPServer, tmp_path: Path, kind: str
+) -> None:
+    """open_virtual_dataset on a URL: format detection hands its source to the parser, so a
+    small file costs one request in all."""
+    from virtualizarr import open_virtual_dataset
+
+    src = tmp_path / f"small.{kind}"
+    data = np.arange(60, dtype=">i2").reshape(6, 10)
+    if kind == "fits":
+        fits.PrimaryHDU(data).writeto(src)
+    else:
+        tifffile.imwrite(src, data)
+    path = http_server.mkdir() / src.name
+    shutil.copyfile(src, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = open_virtual_dataset(http_server.url_for(path), loadable_variables=[])
+    requests, nbytes = transfer(http_server, path)
+    assert (requests, nbytes) == (1, src.stat().st_size)
+    assert ds.sizes == ({"naxis2": 6, "naxis1": 10} if kind == "fits" else {"y": 6, "x": 10})
