@@ -686,3 +686,57 @@ def test_btree1_huge_entry_count(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match=r"implausibly many|past the end"):
         our_table(path, "x", reader=MemoryBytes(data, str(path)))
     assert len(table) == 20000
+
+
+class _Recording(MemoryBytes):
+    """Remembers the ranges read, to aim mutations at the chunk index's own bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.log: list[tuple[int, int]] = []
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.log.append((offset, length))
+        return super().read(offset, length)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        self.log.extend(ranges)
+        return super().read_many(ranges)
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_mutated_index_bytes(tmp_path: Path, kind: str) -> None:
+    """Seeded random damage to the bytes the reader reads: the answer is a table of chunks
+    inside the file, or CorruptFileError / UnsupportedFeatureError, never another exception."""
+    import random
+
+    from virtualizarr.errors import UnsupportedFeatureError
+
+    libver, kw = CASES[kind]
+    path = tmp_path / f"{kind}.h5"
+    with h5py.File(path, "w", libver=libver) as f:
+        f.create_dataset("x", dtype="i2", compression="gzip", **kw)[...] = 1
+    data = path.read_bytes()
+    rec = _Recording(data)
+    our_table(path, "x", reader=rec)
+    rng = random.Random(kind)
+    for _ in range(20):
+        damaged = bytearray(data)
+        offset, length = rng.choice(rec.log)
+        for _ in range(rng.choice([1, 2, 4])):
+            pos = offset + rng.randrange(max(length, 1))
+            damaged[pos] = rng.choice([0, 0xFF, rng.randrange(256), damaged[pos] ^ 1])
+        if rng.random() < 0.15:
+            del damaged[offset + rng.randrange(max(length, 1)) :]
+        for verify in (False, True):
+            message = ""
+            try:
+                table, _ = our_table(
+                    path, "x", reader=MemoryBytes(damaged, str(path)), verify_checksums=verify
+                )
+            except (CorruptFileError, UnsupportedFeatureError) as e:
+                message = str(e)
+            if message:
+                assert str(path) in message
+            else:
+                assert int((table.offsets + table.lengths).max(initial=0)) <= len(damaged)
