@@ -21,17 +21,16 @@ from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.hdf5.chunks import chunk_grid_manifest, trimmed_chunk_shape
+from virtualizarr.parsers.hdf5.context import ParseContext, skip
 from virtualizarr.parsers.hdf5.dtypes import TypeInfo
 from virtualizarr.parsers.hdf5.filters import UnsupportedFilter, codecs_for_filters
 from virtualizarr.parsers.hdf5.inline import encode_chunk, inline_chunk_shape
 from virtualizarr.parsers.hdf5.netcdf import read_attributes
 from virtualizarr.parsers.hdf5.nodes import DatasetNode, Storage
-from virtualizarr.parsers.hdf5.parser import skip
 
 if TYPE_CHECKING:
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
-    from virtualizarr.parsers.hdf5.parser import _Context
 
 __all__ = ["REENCODE_LIMIT", "build_array"]
 
@@ -45,7 +44,7 @@ it the array is refused rather than bloating the manifest."""
 class _Var:
     """Everything known about one dataset while its array is built."""
 
-    ctx: _Context
+    ctx: ParseContext
     dset: DatasetNode
     path: str
     info: TypeInfo
@@ -97,7 +96,9 @@ class _Var:
         )
 
 
-def build_array(ctx: _Context, dset: DatasetNode, path: str, group: str) -> ManifestArray | None:
+def build_array(
+    ctx: ParseContext, dset: DatasetNode, path: str, group: str
+) -> ManifestArray | None:
     """The virtual array of ``dset``, or None (with a warning) when it cannot be represented."""
     try:
         info, h5dtype = ctx.objects.classify(dset)
