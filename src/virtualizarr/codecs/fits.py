@@ -15,7 +15,7 @@
   bytes as unsigned with -128); with this codec they decode to exact unsigned (signed)
   integers, as astropy reads them, instead of floats.
 
-All are registered with zarr (v3) and numcodecs (v2, same id) on import.
+All are registered with zarr (v3) and numcodecs (v2, same id) through entry points.
 
 >>> import numpy as np
 >>> RecordField(record_size=3, offset=1, size=2, records=2).decode(b"abcdef")
@@ -31,9 +31,8 @@ from typing import Any
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
-from zarr.registry import register_codec
 
-from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec, WrappedBytesBytesCodec
 from virtualizarr.errors import ChunkReadError
 
 __all__ = [
@@ -230,20 +229,17 @@ class SignFlip(Codec):  # type: ignore[misc]
         return self.decode(buf)
 
 
-class FitsTileCodec(WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile):
-    """Zarr v3 form of :class:`FitsTile`."""
+class FitsTileCodec(
+    DecodeOnly, WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile
+):
+    """Zarr v3 form of :class:`FitsTile` (decode only)."""
 
 
 class RecordFieldCodec(
-    WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
+    DecodeOnly, WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
 ):
-    """Zarr v3 form of :class:`RecordField`."""
+    """Zarr v3 form of :class:`RecordField` (decode only)."""
 
 
 class SignFlipCodec(WrappedBytesBytesCodec, codec_name=SignFlip.codec_id, numcodec=SignFlip):
     """Zarr v3 form of :class:`SignFlip`."""
-
-
-for _cls in (FitsTileCodec, RecordFieldCodec, SignFlipCodec):
-    register_codec(_cls.codec_name, _cls)
-    numcodecs.register_codec(_cls.numcodec_cls)

@@ -5,23 +5,21 @@ many to re-express as Zarr codecs, so the chunk is the message itself and ecCode
 reference decoder, turns it into the field's values. Points the message marks missing
 (bitmap, or the missing-value management of complex packing) decode as NaN.
 
-Two registrations are made on import: the Zarr v3 codec ``"virtualizarr.grib"``
-(:class:`GribCodec`) and the numcodecs (Zarr v2, kerchunk) codec of the same id
+Two registrations, through entry points (``pyproject.toml``, not on import): the Zarr v3
+codec ``"virtualizarr.grib"`` (:class:`GribCodec`, on the shared base in
+:mod:`virtualizarr.codecs.wrap`) and the numcodecs (Zarr v2, kerchunk) codec of the same id
 (:class:`GribNumcodec`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numcodecs
 import numpy as np
 from numcodecs.abc import Codec as NumcodecsCodec
-from zarr.abc.codec import ArrayBytesCodec
-from zarr.core.common import JSON, parse_named_configuration
-from zarr.registry import register_codec
+
+from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec
 
 if TYPE_CHECKING:
     from typing import Self
@@ -93,66 +91,6 @@ def _parse_dtype(data: Any) -> str:
     return dtype.str
 
 
-@dataclass(frozen=True)
-class GribCodec(ArrayBytesCodec):
-    """Zarr v3 array->bytes codec: a chunk's bytes are one GRIB message.
-
-    Decoding returns the message's values reshaped to the chunk's shape (whose size
-    must equal the message's number of points) and cast to the array's float dtype.
-    ``dtype`` is recorded only so that the Zarr v2 form of the codec is complete; the
-    array's own data type decides the decoded dtype. Encoding is not supported.
-
-    >>> GribCodec(dtype="<f4").to_dict()
-    {'name': 'virtualizarr.grib', 'configuration': {'dtype': '<f4'}}
-    """
-
-    is_fixed_size = False
-
-    dtype: str = "<f8"
-
-    def __init__(self, *, dtype: Any = "<f8") -> None:
-        object.__setattr__(self, "dtype", _parse_dtype(dtype))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, JSON]) -> Self:
-        _, config = parse_named_configuration(data, CODEC_ID, require_configuration=False)
-        return cls(**(config or {}))  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, JSON]:
-        return {"name": CODEC_ID, "configuration": {"dtype": self.dtype}}
-
-    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
-        # keep the recorded dtype equal to the array's, whatever the caller passed
-        dtype = array_spec.dtype.to_native_dtype()
-        return type(self)(dtype=dtype) if np.dtype(self.dtype) != dtype else self
-
-    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        values = decode_message(chunk_bytes.as_numpy_array().tobytes())
-        n = math.prod(chunk_spec.shape)
-        if values.size != n:
-            from virtualizarr.errors import ChunkReadError
-
-            raise ChunkReadError(
-                f"GRIB message decodes to {values.size} values but the chunk has shape "
-                f"{chunk_spec.shape} ({n} values): the reference does not match the message."
-            )
-        dtype = chunk_spec.dtype.to_native_dtype()
-        arr = values.astype(dtype, copy=False).reshape(chunk_spec.shape)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
-
-    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        return self._decode_sync(chunk_bytes, chunk_spec)
-
-    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        raise NotImplementedError("The GRIB codec only decodes: virtual GRIB arrays are read-only.")
-
-    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        return self._encode_sync(chunk_array, chunk_spec)
-
-    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError("GRIB messages have no fixed encoded size.")
-
-
 class GribNumcodec(NumcodecsCodec):  # type: ignore[misc]
     """numcodecs (Zarr v2) form of :class:`GribCodec`, for kerchunk references.
 
@@ -180,5 +118,44 @@ class GribNumcodec(NumcodecsCodec):  # type: ignore[misc]
         return ndarray_copy(decode_message(message).astype(self.dtype, copy=False), out)
 
 
-register_codec(CODEC_ID, GribCodec)
-numcodecs.register_codec(GribNumcodec)
+class GribCodec(DecodeOnly, WrappedArrayBytesCodec, codec_name=CODEC_ID, numcodec=GribNumcodec):
+    """Zarr v3 array->bytes codec: a chunk's bytes are one GRIB message.
+
+    Decoding returns the message's values reshaped to the chunk's shape (whose size
+    must equal the message's number of points) and cast to the array's float dtype.
+    ``dtype`` is recorded only so that the Zarr v2 form of the codec is complete; the
+    array's own data type decides the decoded dtype. Encoding is not supported.
+    Decoding runs in a worker thread (the base's ``_decode_single``), off the event loop.
+
+    >>> GribCodec(dtype="<f4").to_dict()
+    {'name': 'virtualizarr.grib', 'configuration': {'dtype': '<f4'}}
+    """
+
+    is_fixed_size = False
+
+    def __init__(self, *, dtype: Any = "<f8") -> None:
+        super().__init__(dtype=_parse_dtype(dtype))
+
+    @property
+    def dtype(self) -> str:
+        """The recorded float dtype (``"<f4"``, ``"<f8"``...)."""
+        return str(self.configuration["dtype"])
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        # keep the recorded dtype equal to the array's, whatever the caller passed
+        dtype = array_spec.dtype.to_native_dtype()
+        return type(self)(dtype=dtype) if np.dtype(self.dtype) != dtype else self
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        values = decode_message(chunk_bytes.as_numpy_array().tobytes())
+        n = math.prod(chunk_spec.shape)
+        if values.size != n:
+            from virtualizarr.errors import ChunkReadError
+
+            raise ChunkReadError(
+                f"GRIB message decodes to {values.size} values but the chunk has shape "
+                f"{chunk_spec.shape} ({n} values): the reference does not match the message."
+            )
+        dtype = chunk_spec.dtype.to_native_dtype()
+        arr = values.astype(dtype, copy=False).reshape(chunk_spec.shape)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)

@@ -11,8 +11,8 @@ block with LZ4 or Zstandard. Its byte format (from the bitshuffle library's HDF5
   compressed block, then the ``n % 8`` trailing elements uncompressed.
 
 imagecodecs provides the bit transposition and the block codecs but not this framing.
-Registered on import: numcodecs id ``"hdf5_bitshuffle"`` (:class:`HDF5Bitshuffle`) and
-Zarr v3 codec ``"numcodecs.hdf5_bitshuffle"`` (:class:`Bitshuffle`).
+Registered through entry points (``pyproject.toml``): numcodecs id ``"hdf5_bitshuffle"``
+(:class:`HDF5Bitshuffle`) and Zarr v3 codec ``"numcodecs.hdf5_bitshuffle"`` (:class:`Bitshuffle`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from __future__ import annotations
 import struct
 from typing import Any, Literal
 
-import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
-from zarr.codecs.numcodecs._codecs import _NumcodecsBytesBytesCodec
-from zarr.registry import register_codec
+
+from virtualizarr.codecs.wrap import WrappedBytesBytesCodec
 
 __all__ = ["CNAMES", "CODEC_ID", "Bitshuffle", "HDF5Bitshuffle", "default_block_size"]
 
@@ -174,9 +173,7 @@ class HDF5Bitshuffle(Codec):  # type: ignore[misc]
         return bytes(out)
 
 
-class Bitshuffle(_NumcodecsBytesBytesCodec, codec_name=CODEC_ID):
+class Bitshuffle(
+    WrappedBytesBytesCodec, codec_name=f"numcodecs.{CODEC_ID}", numcodec=HDF5Bitshuffle
+):
     """Zarr v3 codec ``numcodecs.hdf5_bitshuffle`` (configuration as :class:`HDF5Bitshuffle`)."""
-
-
-numcodecs.register_codec(HDF5Bitshuffle)
-register_codec(Bitshuffle.codec_name, Bitshuffle)

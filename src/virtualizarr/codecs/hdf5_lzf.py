@@ -6,8 +6,8 @@ buffer from the stream alone, hence this codec: the Zarr v3 form passes the chun
 decoded size down; the numcodecs form grows its buffer until the stream fits (an LZF
 decoder reports a too-small buffer instead of truncating, so the result is exact).
 
-Registered on import: numcodecs id ``"hdf5_lzf"`` (:class:`HDF5LZF`) and Zarr v3 codec
-``"numcodecs.hdf5_lzf"`` (:class:`LZF`).
+Registered through entry points (``pyproject.toml``): numcodecs id ``"hdf5_lzf"``
+(:class:`HDF5LZF`) and Zarr v3 codec ``"numcodecs.hdf5_lzf"`` (:class:`LZF`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
-from zarr.codecs.numcodecs._codecs import _NumcodecsBytesBytesCodec
-from zarr.registry import register_codec
+
+from virtualizarr.codecs.wrap import WrappedBytesBytesCodec
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
@@ -91,7 +90,7 @@ class HDF5LZF(Codec):  # type: ignore[misc]
         return ndarray_copy(np.frombuffer(dec, "u1"), out) if out is not None else dec
 
 
-class LZF(_NumcodecsBytesBytesCodec, codec_name=CODEC_ID):
+class LZF(WrappedBytesBytesCodec, codec_name=f"numcodecs.{CODEC_ID}", numcodec=HDF5LZF):
     """Zarr v3 codec ``numcodecs.hdf5_lzf``: decodes with the chunk's size known."""
 
     def _decode_sync(self, chunk_data: Buffer, chunk_spec: ArraySpec) -> Buffer:
@@ -99,7 +98,3 @@ class LZF(_NumcodecsBytesBytesCodec, codec_name=CODEC_ID):
         hint = math.prod(chunk_spec.shape) * chunk_spec.dtype.to_native_dtype().itemsize
         dec = decode_lzf(chunk_data.to_bytes(), hint or None)
         return chunk_spec.prototype.buffer.from_bytes(dec)
-
-
-numcodecs.register_codec(HDF5LZF)
-register_codec(LZF.codec_name, LZF)

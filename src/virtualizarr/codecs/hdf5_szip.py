@@ -5,20 +5,19 @@ HDF5 prefixes each SZIP chunk with its decoded size as a little-endian ``uint32`
 ``cd_values`` (options mask with the byte-order and raw flags HDF5 adds, pixels per
 block, bits per pixel, pixels per scanline), which are exactly imagecodecs' arguments.
 
-Registered on import: numcodecs id ``"imagecodecs_szip"`` (imagecodecs' own codec) and
-Zarr v3 codec ``"numcodecs.imagecodecs_szip"`` (:class:`Szip`).
+Registered through entry points (``pyproject.toml``): numcodecs id ``"imagecodecs_szip"``
+(imagecodecs' own codec) and Zarr v3 codec ``"numcodecs.imagecodecs_szip"`` (:class:`Szip`).
 """
 
 from __future__ import annotations
 
-import numcodecs
-from imagecodecs.numcodecs import Szip as _ImagecodecsSzip
-from zarr.codecs.numcodecs._codecs import _NumcodecsBytesBytesCodec
-from zarr.registry import register_codec
+from imagecodecs.numcodecs import Szip as ImagecodecsSzip
+
+from virtualizarr.codecs.wrap import WrappedBytesBytesCodec
 
 __all__ = ["CODEC_ID", "Szip", "available"]
 
-CODEC_ID = _ImagecodecsSzip.codec_id
+CODEC_ID = ImagecodecsSzip.codec_id
 """numcodecs id (``"imagecodecs_szip"``); the Zarr v3 name is ``"numcodecs." + CODEC_ID``."""
 
 
@@ -29,7 +28,7 @@ def available() -> bool:
     return bool(getattr(imagecodecs, "SZIP", None) and imagecodecs.SZIP.available)
 
 
-class Szip(_NumcodecsBytesBytesCodec, codec_name=CODEC_ID):
+class Szip(WrappedBytesBytesCodec, codec_name=f"numcodecs.{CODEC_ID}", numcodec=ImagecodecsSzip):
     """Zarr v3 codec ``numcodecs.imagecodecs_szip``.
 
     Configuration: ``options_mask``, ``pixels_per_block``, ``bits_per_pixel``,
@@ -39,7 +38,3 @@ class Szip(_NumcodecsBytesBytesCodec, codec_name=CODEC_ID):
     ...      pixels_per_scanline=256, header=True).to_dict()["name"]
     'numcodecs.imagecodecs_szip'
     """
-
-
-numcodecs.register_codec(_ImagecodecsSzip)
-register_codec(Szip.codec_name, Szip)

@@ -3,8 +3,8 @@
 imagecodecs ships numcodecs (Zarr v2) codecs (``imagecodecs.numcodecs``) but no Zarr v3
 ones. Following zarr-python's convention for wrapped numcodecs codecs, each is exposed
 as ``"numcodecs.<numcodecs id>"`` with the numcodecs configuration (minus ``id``), so a
-Zarr v2 writer maps it straight back to the numcodecs id. Importing this module
-registers the v3 codecs with zarr and the v2 ones with numcodecs.
+Zarr v2 writer maps it straight back to the numcodecs id. Both forms are registered
+through entry points (``pyproject.toml``), not on import.
 
 >>> Lzw().to_dict()
 {'name': 'numcodecs.imagecodecs_lzw', 'configuration': {}}
@@ -13,7 +13,6 @@ registers the v3 codecs with zarr and the v2 ones with numcodecs.
 from __future__ import annotations
 
 from imagecodecs import numcodecs as _ic
-from zarr.registry import register_codec
 
 from virtualizarr.codecs.wrap import (
     WrappedArrayArrayCodec,
@@ -60,9 +59,3 @@ class Floatpred(
 
     Its configuration holds the chunk ``shape`` and the native float ``dtype``.
     """
-
-
-_ALL = (Lzw, Packbits, Bitorder, Packints, Delta, Floatpred)
-for _cls in _ALL:
-    register_codec(_cls.codec_name, _cls)
-_ic.register_codecs(codecs=[c.numcodec_cls.codec_id for c in _ALL], verbose=False)

@@ -11,7 +11,7 @@
   Edge tiles and the last strip may be stored at their true (smaller) size; only those
   sizes are accepted.
 
-Both are registered with zarr (v3) and numcodecs (v2, same id) on import.
+Both are registered with zarr (v3) and numcodecs (v2, same id) through entry points.
 
 >>> import numpy as np
 >>> Pad(size=6, min_size=4).decode(b"abcd")
@@ -26,9 +26,8 @@ from typing import Any
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
-from zarr.registry import register_codec
 
-from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec, WrappedBytesBytesCodec
 from virtualizarr.errors import ChunkReadError
 
 __all__ = ["Pad", "PadCodec", "TiffJpeg", "TiffJpegCodec"]
@@ -155,10 +154,7 @@ class PadCodec(WrappedBytesBytesCodec, codec_name=Pad.codec_id, numcodec=Pad):
     """
 
 
-class TiffJpegCodec(WrappedArrayBytesCodec, codec_name=TiffJpeg.codec_id, numcodec=TiffJpeg):
-    """Zarr v3 form of :class:`TiffJpeg`."""
-
-
-for _cls in (PadCodec, TiffJpegCodec):
-    register_codec(_cls.codec_name, _cls)
-    numcodecs.register_codec(_cls.numcodec_cls)
+class TiffJpegCodec(
+    DecodeOnly, WrappedArrayBytesCodec, codec_name=TiffJpeg.codec_id, numcodec=TiffJpeg
+):
+    """Zarr v3 form of :class:`TiffJpeg` (decode only)."""

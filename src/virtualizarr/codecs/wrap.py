@@ -1,10 +1,19 @@
-"""Zarr v3 codecs that delegate to a numcodecs (Zarr v2) codec of the same configuration.
+"""The one base of VirtualiZarr's Zarr v3 codecs: a numcodecs codec behind a Zarr v3 name.
 
 Each virtual-format codec is written once, as a numcodecs ``Codec`` (so Zarr v2 /
-kerchunk references can name it), and exposed to Zarr v3 through one of the three thin
-wrappers here, one per codec role: bytes->bytes, array->bytes, array->array. The v3
-``configuration`` is the numcodecs config without its ``id``, so the two forms convert
-into each other by adding or dropping that key.
+kerchunk references can name it), and exposed to Zarr v3 by subclassing one of the three
+role classes here -- bytes->bytes, array->bytes, array->array -- all built on
+:class:`WrappedCodec`. The v3 ``configuration`` is the numcodecs config without its
+``id``, so the two forms convert into each other by adding or dropping that key.
+
+* Decoding runs off the event loop: ``_decode_single`` hands the synchronous
+  ``_decode_sync`` to ``asyncio.to_thread`` (as zarr's own numcodecs wrappers do), and
+  zarr's synchronous pipelines call ``_decode_sync`` directly.
+* :class:`DecodeOnly` marks codecs of read-only virtual arrays: encoding raises
+  ``NotImplementedError`` naming the codec.
+* Registration is by entry points only (``[project.entry-points."zarr.codecs"]`` and
+  ``"numcodecs.codecs"`` in ``pyproject.toml``): importing a codec module registers
+  nothing, and a fresh process (reading saved references) finds every codec by name.
 
 >>> from numcodecs import Zlib
 >>> class ZlibV3(WrappedBytesBytesCodec, codec_name="example.zlib", numcodec=Zlib): ...
@@ -31,12 +40,22 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
 
-__all__ = ["WrappedArrayArrayCodec", "WrappedArrayBytesCodec", "WrappedBytesBytesCodec"]
+__all__ = [
+    "DecodeOnly",
+    "WrappedArrayArrayCodec",
+    "WrappedArrayBytesCodec",
+    "WrappedBytesBytesCodec",
+    "WrappedCodec",
+]
 
 
 @dataclass(frozen=True)
-class _Wrapped:
-    """Shared part: name, configuration, the numcodecs twin, JSON round trip."""
+class WrappedCodec:
+    """Shared part of every role: name, configuration, the numcodecs twin, JSON round trip.
+
+    Subclasses name themselves with class keywords: ``codec_name`` (the Zarr v3 name) and
+    ``numcodec`` (the numcodecs class the configuration is handed to).
+    """
 
     codec_name: ClassVar[str]
     numcodec_cls: ClassVar[type]
@@ -81,7 +100,7 @@ class _Wrapped:
         raise NotImplementedError(f"{self.codec_name} has no fixed encoded size.")
 
 
-class WrappedBytesBytesCodec(_Wrapped, BytesBytesCodec):
+class WrappedBytesBytesCodec(WrappedCodec, BytesBytesCodec):
     """A bytes->bytes Zarr v3 codec running a numcodecs codec."""
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
@@ -99,7 +118,7 @@ class WrappedBytesBytesCodec(_Wrapped, BytesBytesCodec):
         return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
 
 
-class WrappedArrayBytesCodec(_Wrapped, ArrayBytesCodec):
+class WrappedArrayBytesCodec(WrappedCodec, ArrayBytesCodec):
     """An array->bytes Zarr v3 codec running a numcodecs codec.
 
     The numcodecs codec must decode to exactly one chunk's worth of values; they are cast
@@ -129,7 +148,7 @@ class WrappedArrayBytesCodec(_Wrapped, ArrayBytesCodec):
         return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
 
 
-class WrappedArrayArrayCodec(_Wrapped, ArrayArrayCodec):
+class WrappedArrayArrayCodec(WrappedCodec, ArrayArrayCodec):
     """An array->array Zarr v3 codec running a numcodecs codec on native-order arrays."""
 
     def _decode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
@@ -157,3 +176,24 @@ class WrappedArrayArrayCodec(_Wrapped, ArrayArrayCodec):
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         return input_byte_length
+
+
+class DecodeOnly:
+    """Mixin (listed first) for codecs that only decode: virtual arrays are read-only.
+
+    >>> from numcodecs import Zlib
+    >>> class ReadZlib(DecodeOnly, WrappedBytesBytesCodec, codec_name="example.rzlib",
+    ...                numcodec=Zlib): ...
+    >>> ReadZlib()._encode_sync(None, None)
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: example.rzlib only decodes: virtual arrays are read-only.
+    """
+
+    codec_name: ClassVar[str]
+
+    def _encode_sync(self, chunk_data: Any, chunk_spec: ArraySpec) -> Any:
+        raise NotImplementedError(f"{self.codec_name} only decodes: virtual arrays are read-only.")
+
+    async def _encode_single(self, chunk_data: Any, chunk_spec: ArraySpec) -> Any:
+        return self._encode_sync(chunk_data, chunk_spec)
