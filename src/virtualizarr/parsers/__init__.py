@@ -27,6 +27,7 @@ __all__ = [
     "TIFFParser",
     "ZarrParser",
     "detect_parser",
+    "sniff",
 ]
 
 # class name -> (module, format name used in messages)
@@ -49,24 +50,35 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _sniff_bytes(head: bytes, url: str) -> str | None:
-    """The parser class name for a file starting with ``head``, if one matches."""
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "HDFParser"
-    if head[:3] == b"CDF" and len(head) > 3 and head[3] in (1, 2, 5):
-        return "NetCDF3Parser"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFFParser"
-    if head.startswith(b"SIMPLE  ="):
-        return "FITSParser"
-    # text formats first: their attributes may mention "GRIB" (GRIB_id, GRIB_name...)
-    stripped = head.lstrip()
-    if stripped.startswith(b"<") and b"dmrpp" in head.lower():
-        return "DMRPPParser"
-    if stripped.startswith(b"{"):
-        return "KerchunkJSONParser"
-    if b"GRIB" in head[:1024]:
-        return "GRIBParser"
+# The order parsers are asked in: binary signatures first, then the text formats, whose
+# attributes may mention "GRIB" (GRIB_id, GRIB_name...), then GRIB (anywhere in the first KiB).
+_SNIFF_ORDER = (
+    "HDFParser",
+    "NetCDF3Parser",
+    "TIFFParser",
+    "FITSParser",
+    "DMRPPParser",
+    "KerchunkJSONParser",
+    "GRIBParser",
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """The name of the first parser class whose ``sniff(head)`` accepts a file's first bytes.
+
+    Each parser owns its signature (``HDFParser.sniff`` ...); a parser whose optional
+    dependencies are missing is not asked.
+
+    >>> sniff(b"CDF\\x01" + bytes(4)), sniff(b"nothing known")
+    ('NetCDF3Parser', None)
+    """
+    for name in _SNIFF_ORDER:
+        try:
+            cls = __getattr__(name)
+        except ImportError:
+            continue
+        if cls.sniff(head):
+            return name
     return None
 
 
@@ -98,12 +110,7 @@ def detect_parser(url: str, registry: ObjectStoreRegistry) -> Parser:
             ) from None
         return __getattr__(name)()
     head = source.head[:4096]
-    # HDF5 files may carry a user block: the signature can sit at 512, 1024, 2048...
-    name = _sniff_bytes(head, url)
-    if name is None and len(head) >= 520:
-        for off in (512, 1024, 2048):
-            if head[off : off + 8] == b"\x89HDF\r\n\x1a\n":
-                name = "HDFParser"
+    name = sniff(head)
     if name is None:
         source.close()
         known = ", ".join(sorted({fmt for _, fmt in _PARSERS.values()}))

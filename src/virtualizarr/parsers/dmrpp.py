@@ -77,6 +77,15 @@ class DMRPPParser:
     def __repr__(self) -> str:
         return f"DMRPPParser(data_url={self.data_url!r})"
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is a DMR++ document (XML naming ``dmrpp``).
+
+        >>> DMRPPParser.sniff(b'<?xml version="1.0"?><Dataset xmlns:dmrpp="...">')
+        True
+        """
+        return head.lstrip().startswith(b"<") and b"dmrpp" in head.lower()
+
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
         text = read_range(url, 0, file_size(url, registry), registry)

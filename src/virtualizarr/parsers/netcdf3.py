@@ -445,6 +445,15 @@ class NetCDF3Parser:
             f"drop_variables={sorted(self.drop_variables)!r})"
         )
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is netCDF-3 (``CDF`` + version 1, 2 or 5).
+
+        >>> NetCDF3Parser.sniff(b"CDF\\x02" + bytes(4)), NetCDF3Parser.sniff(b"CDF\\x03")
+        (True, False)
+        """
+        return head[:3] == b"CDF" and len(head) > 3 and head[3] in (1, 2, 5)
+
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
         size = file_size(url, registry)

@@ -91,6 +91,15 @@ class FITSParser:
     def __repr__(self) -> str:
         return f"FITSParser(hdus={self.hdus!r}, max_chunk_bytes={self.max_chunk_bytes})"
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is FITS (its first card is ``SIMPLE  =``).
+
+        >>> FITSParser.sniff(b"SIMPLE  =                    T"), FITSParser.sniff(b"XTENSION=")
+        (True, False)
+        """
+        return head.startswith(b"SIMPLE  =")
+
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         import virtualizarr.codecs.fits
         import virtualizarr.codecs.imagecodecs_wrappers  # noqa: F401  (registrations)

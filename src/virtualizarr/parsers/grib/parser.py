@@ -91,6 +91,17 @@ class GRIBParser:
     def __repr__(self) -> str:
         return f"GRIBParser(dtype={self.dtype.name!r}, duplicates={self.duplicates!r})"
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether ``head`` holds a GRIB message start (``GRIB`` in its first KiB; files may
+        begin with a header of their own). Asked after the text formats, whose attributes
+        may mention ``GRIB``.
+
+        >>> GRIBParser.sniff(bytes(100) + b"GRIB\\x00\\x00\\x00\\x02"), GRIBParser.sniff(b"GRI")
+        (True, False)
+        """
+        return b"GRIB" in head[:1024]
+
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
         messages = scan_messages(url, registry)

@@ -103,6 +103,16 @@ class HDFParser:
             f"inline_threshold={self.inline_threshold}, engine={self.engine!r})"
         )
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is HDF5: the signature at 0 or after a
+        user block of 512, 1024 or 2048 bytes.
+
+        >>> HDFParser.sniff(b"\\x89HDF\\r\\n\\x1a\\n" + bytes(8)), HDFParser.sniff(b"CDF\\x01")
+        (True, False)
+        """
+        return any(head[o : o + 8] == _SIGNATURE for o in (0, 512, 1024, 2048))
+
     def __call__(self, url: str, registry: ObjectStoreRegistry | None = None) -> ManifestStore:
         """Parse ``url`` into a :class:`ManifestStore` of the file (or of ``group``)."""
         url = normalize_path(url)

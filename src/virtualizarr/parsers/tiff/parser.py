@@ -102,6 +102,15 @@ class TIFFParser:
     def __repr__(self) -> str:
         return f"TIFFParser(ifds={self.ifds!r}, coordinates={self.coordinates!r})"
 
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """Whether a file starting with ``head`` is a TIFF or BigTIFF (either byte order).
+
+        >>> TIFFParser.sniff(b"II*\\x00" + bytes(4)), TIFFParser.sniff(b"MM\\x00+")
+        (True, True)
+        """
+        return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         import tifffile
 
