@@ -15,7 +15,11 @@
   bytes as unsigned with -128); with this codec they decode to exact unsigned (signed)
   integers, as astropy reads them, instead of floats.
 
-All are registered with zarr (v3) and numcodecs (v2, same id) through entry points.
+* ``virtualizarr.fits_group_param`` (bytes->bytes): one parameter of a random-groups HDU
+  stored in several parts (AIPS splits ``DATE`` in two): the float64 sum of each part's
+  ``value * PSCALn + PZEROn``, as astropy's ``GroupData.par()`` returns it.
+
+All are registered with zarr (v3) and numcodecs (v2, same id) on import.
 
 >>> import numpy as np
 >>> RecordField(record_size=3, offset=1, size=2, records=2).decode(b"abcdef")
@@ -31,14 +35,17 @@ from typing import Any
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
+from zarr.registry import register_codec
 
-from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
 from virtualizarr.errors import ChunkReadError
 
 __all__ = [
     "ALGORITHMS",
     "FitsTile",
     "FitsTileCodec",
+    "GroupParam",
+    "GroupParamCodec",
     "RecordField",
     "RecordFieldCodec",
     "SignFlip",
@@ -229,17 +236,93 @@ class SignFlip(Codec):  # type: ignore[misc]
         return self.decode(buf)
 
 
-class FitsTileCodec(
-    DecodeOnly, WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile
-):
-    """Zarr v3 form of :class:`FitsTile` (decode only)."""
+class GroupParam(Codec):  # type: ignore[misc]
+    """numcodecs codec: the float64 (little-endian) sum of scaled fields of each record.
+
+    >>> import numpy as np
+    >>> rec = np.array([[1.0, 2.0], [3.0, 4.0]], ">f4").tobytes()
+    >>> c = GroupParam(8, 2, ">f4", offsets=[0, 4], scales=[10, 1], zeros=[0.5, 0])
+    >>> np.frombuffer(c.decode(rec), "<f8").tolist()
+    [12.5, 34.5]
+    """
+
+    codec_id = "virtualizarr.fits_group_param"
+
+    def __init__(
+        self,
+        record_size: int,
+        records: int,
+        dtype: str,
+        offsets: list[int],
+        scales: list[float],
+        zeros: list[float],
+    ) -> None:
+        self.record_size, self.records = int(record_size), int(records)
+        self.dtype = np.dtype(dtype).str
+        self.offsets = [int(o) for o in offsets]
+        self.scales, self.zeros = [float(v) for v in scales], [float(v) for v in zeros]
+        item = np.dtype(self.dtype).itemsize
+        if len({len(self.offsets), len(self.scales), len(self.zeros)}) != 1 or any(
+            not 0 <= o <= self.record_size - item for o in self.offsets
+        ):
+            raise ValueError(
+                f"fields {offsets} of {dtype} are not inside a {record_size}-byte record"
+            )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "record_size": self.record_size, "records": self.records,
+                "dtype": self.dtype, "offsets": self.offsets, "scales": self.scales,
+                "zeros": self.zeros}  # fmt: skip
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        data = _u8(buf)
+        n, rest = divmod(data.size, self.record_size)
+        if rest or n > self.records:
+            raise ChunkReadError(
+                f"{data.size} bytes are not at most {self.records} whole records of {self.record_size} bytes."
+            )
+        recs = data.reshape(n, self.record_size)
+        dtype = np.dtype(self.dtype)
+        res = np.zeros(self.records, "<f8")
+        total = None
+        for offset, scale, zero in zip(self.offsets, self.scales, self.zeros):
+            part = (
+                recs[:, offset : offset + dtype.itemsize].copy().view(dtype).ravel().astype("<f8")
+            )
+            if scale != 1:  # as astropy: multiply, then add, each only when needed
+                part *= scale
+            if zero != 0:
+                part += zero
+            total = part if total is None else total + part
+        if total is not None:
+            res[:n] = total
+        res = res.view(np.uint8)
+        return numcodecs.compat.ndarray_copy(res, out) if out is not None else res
+
+    def encode(self, buf: Any) -> Any:
+        raise NotImplementedError(
+            "virtualizarr.fits_group_param only decodes (virtual arrays are read-only)."
+        )
+
+
+class FitsTileCodec(WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile):
+    """Zarr v3 form of :class:`FitsTile`."""
 
 
 class RecordFieldCodec(
-    DecodeOnly, WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
+    WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
 ):
-    """Zarr v3 form of :class:`RecordField` (decode only)."""
+    """Zarr v3 form of :class:`RecordField`."""
 
 
 class SignFlipCodec(WrappedBytesBytesCodec, codec_name=SignFlip.codec_id, numcodec=SignFlip):
     """Zarr v3 form of :class:`SignFlip`."""
+
+
+class GroupParamCodec(WrappedBytesBytesCodec, codec_name=GroupParam.codec_id, numcodec=GroupParam):
+    """Zarr v3 form of :class:`GroupParam`."""
+
+
+for _cls in (FitsTileCodec, RecordFieldCodec, SignFlipCodec, GroupParamCodec):
+    register_codec(_cls.codec_name, _cls)
+    numcodecs.register_codec(_cls.numcodec_cls)

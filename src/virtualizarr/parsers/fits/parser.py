@@ -18,12 +18,14 @@ becomes:
   through the ``virtualizarr.record_field`` codec; ``TSCALn``/``TZEROn`` are CF attributes
   (float64, as astropy), unsigned columns (``TZEROn`` = 32768, 2**31, 2**63) exact
   unsigned integers, and ``TNULLn`` the attribute ``TNULL`` (astropy does not mask it);
+* random-groups primary HDU: a group of one array per group parameter (``PSCALn``/
+  ``PZEROn`` as CF attributes; parameters sharing a name summed as astropy does, by the
+  ``virtualizarr.fits_group_param`` codec) and ``DATA`` (see ``groups.py``);
 * header cards become attributes (the primary header those of the root group when the
   primary HDU has no data).
 
 What cannot be referenced is skipped with a :class:`VariableSkippedWarning` naming it:
-random-groups HDUs (their parameters are never exposed unscaled) and ASCII-table HDUs,
-variable-length (``P``/``Q``) and logical (``L``)
+ASCII-table HDUs, variable-length (``P``/``Q``) and logical (``L``)
 columns. Tile-compressed images that cannot be decoded exactly (quantized floats,
 partial edge tiles with RICE/PLIO/HCOMPRESS...) raise :class:`UnsupportedFeatureError`.
 
@@ -48,6 +50,7 @@ from virtualizarr.errors import (
 from virtualizarr.io import open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.parsers.fits.groups import random_groups_group
 from virtualizarr.parsers.fits.header import HDU, Header, walk_hdus
 from virtualizarr.parsers.fits.tables import (
     bintable_group,
@@ -144,6 +147,10 @@ class FITSParser:
                         header, hdu.data_offset, url, what, dims.names(name, shape), read,
                         file_size,
                     )  # fmt: skip
+                elif kind == "random-groups":
+                    groups[name] = random_groups_group(
+                        header, hdu.data_offset, url, what, self.max_chunk_bytes
+                    )
                 elif kind == "bintable":
                     groups[name] = bintable_group(
                         header, hdu.data_offset, url, what, self.max_chunk_bytes, hdu.data_size
