@@ -19,7 +19,7 @@
   stored in several parts (AIPS splits ``DATE`` in two): the float64 sum of each part's
   ``value * PSCALn + PZEROn``, as astropy's ``GroupData.par()`` returns it.
 
-All are registered with zarr (v3) and numcodecs (v2, same id) on import.
+All are registered with zarr (v3) and numcodecs (v2, same id) through entry points.
 
 >>> import numpy as np
 >>> RecordField(record_size=3, offset=1, size=2, records=2).decode(b"abcdef")
@@ -35,9 +35,8 @@ from typing import Any
 import numcodecs
 import numpy as np
 from numcodecs.abc import Codec
-from zarr.registry import register_codec
 
-from virtualizarr.codecs.wrap import WrappedArrayBytesCodec, WrappedBytesBytesCodec
+from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec, WrappedBytesBytesCodec
 from virtualizarr.errors import ChunkReadError
 
 __all__ = [
@@ -305,24 +304,23 @@ class GroupParam(Codec):  # type: ignore[misc]
         )
 
 
-class FitsTileCodec(WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile):
-    """Zarr v3 form of :class:`FitsTile`."""
+class FitsTileCodec(
+    DecodeOnly, WrappedArrayBytesCodec, codec_name=FitsTile.codec_id, numcodec=FitsTile
+):
+    """Zarr v3 form of :class:`FitsTile` (decode only)."""
 
 
 class RecordFieldCodec(
-    WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
+    DecodeOnly, WrappedBytesBytesCodec, codec_name=RecordField.codec_id, numcodec=RecordField
 ):
-    """Zarr v3 form of :class:`RecordField`."""
+    """Zarr v3 form of :class:`RecordField` (decode only)."""
 
 
 class SignFlipCodec(WrappedBytesBytesCodec, codec_name=SignFlip.codec_id, numcodec=SignFlip):
     """Zarr v3 form of :class:`SignFlip`."""
 
 
-class GroupParamCodec(WrappedBytesBytesCodec, codec_name=GroupParam.codec_id, numcodec=GroupParam):
-    """Zarr v3 form of :class:`GroupParam`."""
-
-
-for _cls in (FitsTileCodec, RecordFieldCodec, SignFlipCodec, GroupParamCodec):
-    register_codec(_cls.codec_name, _cls)
-    numcodecs.register_codec(_cls.numcodec_cls)
+class GroupParamCodec(
+    DecodeOnly, WrappedBytesBytesCodec, codec_name=GroupParam.codec_id, numcodec=GroupParam
+):
+    """Zarr v3 form of :class:`GroupParam` (decode only)."""
