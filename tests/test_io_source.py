@@ -22,6 +22,7 @@ from virtualizarr.io import (
     open_source,
     total_stats,
 )
+from virtualizarr.io.source import READ_BEHIND
 from virtualizarr.registry import ObjectStoreRegistry
 
 MiB = 1 << 20
@@ -102,8 +103,8 @@ def test_large_file_read_ahead_and_batches(http_server: HTTPServer) -> None:
     path.write_bytes(data)
     src = open_source(http_server.url_for(path), merge_gap=MiB, read_ahead=MiB)
     assert src.read(2 * MiB, 100) == data[2 * MiB : 2 * MiB + 100]
-    # the miss fetched the 100 bytes and a bounded read-ahead, no more
-    assert gets(http_server, path)[1] == f"bytes={2 * MiB}-{3 * MiB - 1}"
+    # the miss fetched the 100 bytes, a bounded read-ahead and a little before, no more
+    assert gets(http_server, path)[1] == f"bytes={2 * MiB - READ_BEHIND}-{3 * MiB - 1}"
     assert src.read(2 * MiB + 5000, 10) == data[2 * MiB + 5000 : 2 * MiB + 5010]
     assert len(gets(http_server, path)) == 2
     ranges = [(5 * MiB, 10), (5 * MiB + 500_000, 10), (9 * MiB, 10), (11 * MiB, 4)]
@@ -121,7 +122,7 @@ def test_large_file_read_ahead_and_batches(http_server: HTTPServer) -> None:
     assert src.read_many(ranges) == [data[o : o + n] for o, n in ranges]
     assert len(gets(http_server, path)) == 5
     assert src.stats.requests == 5
-    assert src.stats.bytes == MiB + MiB + 500_010 + 10 + 4
+    assert src.stats.bytes == MiB + MiB + READ_BEHIND + 500_010 + 10 + 4
 
 
 def test_a_merge_never_refetches_cached_bytes(http_server: HTTPServer) -> None:
@@ -317,3 +318,17 @@ def test_cli_info_stats(http_server: HTTPServer, capsys: pytest.CaptureFixture[s
     size = path.stat().st_size
     assert f"with 1 requests, {size} bytes fetched" in out
     assert len(gets(http_server, path)) == 1
+
+
+def test_coordinates_load_from_the_bytes_parsing_fetched(http_server: HTTPServer) -> None:
+    pytest.importorskip("h5netcdf")
+    import xarray as xr
+
+    from virtualizarr import open_virtual_dataset
+
+    path = http_server.mkdir() / "coords.nc"
+    x = np.arange(50, dtype="f8")
+    xr.Dataset({"v": (("x",), np.sin(x))}, coords={"x": x}).to_netcdf(path, engine="h5netcdf")
+    ds = open_virtual_dataset(http_server.url_for(path))  # loads the coordinate x
+    np.testing.assert_array_equal(ds["x"].values, x)
+    assert gets(http_server, path) == [f"bytes=0-{HEAD_BYTES - 1}"]

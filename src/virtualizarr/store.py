@@ -262,8 +262,13 @@ class ManifestStore(Store):
                 return None
         return None
 
-    def _locate(self, key: str) -> ChunkLocation | None:
-        """Where the bytes of ``key`` are (None: no such key, or a chunk never written)."""
+    def locate(self, key: str) -> ChunkLocation | None:
+        """Where the bytes of ``key`` are (None: no such key, or a chunk never written).
+
+        Raises :class:`~virtualizarr.errors.ChunkReadError` for a zero-length reference.
+
+        >>> # store.locate("air/c/0/0/0")  # ChunkLocation(data=None, url='file:///...', offset=..., ...)
+        """
         if key == "zarr.json" or key.endswith("/zarr.json"):
             doc = self._metadata_doc(key[: -len("zarr.json")].rstrip("/"))
             return None if doc is None else ChunkLocation(doc)
@@ -321,7 +326,7 @@ class ManifestStore(Store):
 
     def _resolve_key(self, key: str, byte_range: ByteRequest | None) -> ChunkLocation:
         """The location of the bytes to return; KeyError if absent."""
-        loc = self._locate(key)
+        loc = self.locate(key)
         if loc is None:
             raise KeyError(key)
         if loc.data is not None:
@@ -422,12 +427,12 @@ class ManifestStore(Store):
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
-        return self._locate(key) is not None
+        return self.locate(key) is not None
 
     async def getsize(self, key: str) -> int:
         # docstring inherited
         # The manifest knows every length: the default would download each chunk to measure it.
-        found = self._locate(key)
+        found = self.locate(key)
         if found is None:
             raise FileNotFoundError(key)
         return found.nbytes

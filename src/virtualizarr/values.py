@@ -84,7 +84,25 @@ def _fetch(store: ManifestStore, names: list[str], keys: list[str]) -> list[Any]
         return [store.get_sync(k, prototype=proto) for k in keys]
     from zarr.core.sync import sync
 
-    return sync(store.get_partial_values(proto, [(k, None) for k in keys]))
+    from virtualizarr.io.source import recent_bytes
+
+    # Remote: opening a dataset loads its coordinates right after parsing, and the parse
+    # has often fetched their bytes already (small files come whole): take those first.
+    out: list[Any] = [None] * len(keys)
+    todo = []
+    for i, k in enumerate(keys):
+        loc = store.locate(k)
+        if loc is not None and loc.data is None:
+            data = recent_bytes(loc.url, loc.offset, loc.length, store.sources.get(loc.url))
+            if data is not None:
+                out[i] = proto.buffer.from_bytes(data)
+                continue
+        todo.append(i)
+    if todo:
+        got = sync(store.get_partial_values(proto, [(keys[i], None) for i in todo]))
+        for i, buf in zip(todo, got):
+            out[i] = buf
+    return out
 
 
 def _assemble(

@@ -37,6 +37,7 @@ import os
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ HEAD_BYTES_LOCAL = 1 << 16
 
 READ_AHEAD = 1 << 20
 """Extra bytes fetched after a remote cache miss (file-object readers read small pieces)."""
+
+READ_BEHIND = 64 << 10
+"""Bytes before a remote cache miss fetched with it (h5py reads a B-tree node, then just before it)."""
 
 WHOLE_BELOW = 8 << 20
 """Remote files up to this size are fetched whole at their first cache miss."""
@@ -465,6 +469,7 @@ class RemoteSource(ByteSource):
         merge_gap: int = MERGE_GAP,
     ) -> None:
         self.url, self.store, self.key = url, store, key
+        self.closed_at = 0.0
         self.stats = SourceStats()
         self.read_ahead, self.whole_below, self.merge_gap = read_ahead, whole_below, merge_gap
         self._lock = threading.RLock()
@@ -514,6 +519,11 @@ class RemoteSource(ByteSource):
             pos = e
             i += 1
         return gaps
+
+    def _prev_end(self, pos: int) -> int:
+        """The end of the cached segment before ``pos`` (0 if none)."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return min(self._ends[i], pos) if i >= 0 else 0
 
     def _next_start(self, pos: int) -> int:
         i = bisect.bisect_right(self._starts, pos)
@@ -594,6 +604,9 @@ class RemoteSource(ByteSource):
                     a, b = gaps[-1]
                     ahead = min(self._next_start(b - 1), a + max(b - a, self.read_ahead), self.size)
                     gaps[-1] = (a, max(b, ahead))
+                    a, b = gaps[0]
+                    if a > 0 and self.read_ahead > 0:  # and a little before, up to cached bytes
+                        gaps[0] = (max(self._prev_end(a), a - READ_BEHIND), b)
                 self._fetch(gaps)
             return self._assemble(lo, hi)
 
@@ -613,9 +626,22 @@ class RemoteSource(ByteSource):
                 self._fetch(gaps)
             return [self._assemble(lo, hi) for lo, hi in clipped]
 
-    def close(self) -> None:
+    def cached(self, offset: int, length: int) -> bytes | None:
+        """The bytes at ``offset`` if all are cached, else None (never a request)."""
+        lo, hi = _clip(offset, length, self.size)
         with self._lock:
-            self._starts, self._ends, self._segs = [], [], []
+            if hi - lo != length or self._gaps(lo, hi):
+                return None
+            return self._assemble(lo, hi)
+
+    def nbytes(self) -> int:
+        """Bytes held in the cache."""
+        return sum(e - s for s, e in zip(self._starts, self._ends))
+
+    def close(self) -> None:
+        # The bytes stay a little longer (see recent_bytes): opening a dataset reads its
+        # coordinates through the store right after parsing, often from bytes fetched here.
+        _keep_recent(self)
 
 
 class SourceFile(io.RawIOBase):
@@ -679,6 +705,40 @@ class _LocalFile(SourceFile):
         _count(self.source.stats, 1, got)
         self._pos += got
         return got
+
+
+_RECENT: OrderedDict[str, RemoteSource] = OrderedDict()
+_RECENT_BYTES = 64 << 20
+RECENT_SECONDS = 60.0
+"""How long the bytes of a closed remote source may serve :func:`recent_bytes`."""
+_RECENT_LOCK = threading.Lock()
+
+
+def _keep_recent(source: RemoteSource) -> None:
+    source.closed_at = time.monotonic()
+    with _RECENT_LOCK:
+        _RECENT.pop(source.url, None)
+        _RECENT[source.url] = source
+        total = sum(s.nbytes() for s in _RECENT.values())
+        while total > _RECENT_BYTES and _RECENT:
+            _, old = _RECENT.popitem(last=False)
+            total -= old.nbytes()
+
+
+def recent_bytes(url: str, offset: int, length: int, record: SourceRecord | None) -> bytes | None:
+    """Bytes of ``url`` fetched by a recently closed source (at most 64 MiB of them are
+    kept), if its size/ETag match ``record`` (or no record is known); else None.
+
+    >>> recent_bytes("https://example.org/never-read.nc", 0, 8, None) is None
+    True
+    """
+    with _RECENT_LOCK:
+        src = _RECENT.get(url)
+    if src is None or time.monotonic() - src.closed_at > RECENT_SECONDS:
+        return None
+    if record is not None and (src.size != record.size or src.etag != record.etag):
+        return None
+    return src.cached(offset, length)
 
 
 _HANDOFF = threading.local()
