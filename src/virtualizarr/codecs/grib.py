@@ -72,9 +72,24 @@ def decode_message(message: bytes | memoryview) -> np.ndarray:
         eccodes.codes_set(h, "missingValue", np.nan)
         return np.asarray(eccodes.codes_get_values(h), dtype=np.float64)
     except (eccodes.GribInternalError, GribStructureError) as e:
-        raise ChunkReadError(f"ecCodes cannot decode {_describe(data)}: {e}.") from e
+        raise ChunkReadError(
+            f"ecCodes cannot decode {_describe(data)} ({_identify(h)}): {e}."
+        ) from e
     finally:
         eccodes.codes_release(h)
+
+
+def _identify(h: Any) -> str:
+    """Parameter, date, step and level of a message, to find it in its file."""
+    import eccodes
+
+    parts = []
+    for key in ("shortName", "dataDate", "dataTime", "stepRange", "typeOfLevel", "level"):
+        try:
+            parts.append(f"{key}={eccodes.codes_get(h, key, ktype=str)}")
+        except eccodes.GribInternalError:
+            continue
+    return ", ".join(parts) or "no readable keys"
 
 
 def _describe(data: bytes) -> str:
