@@ -446,6 +446,64 @@ def test_over_http(tmp_path: Path, http_server: Any) -> None:
     assert_same_values(store, local)
 
 
+def _gets(server: Any, path: Path) -> tuple[int, int]:
+    """Requests made for ``path`` on the loopback server, and the bytes they returned."""
+    name = "/" + path.relative_to(server.root).as_posix()
+    size = path.stat().st_size
+    n = nbytes = 0
+    for method, p, rng in server.requests:
+        if p != name:
+            continue
+        n += 1
+        if method == "GET" and rng is None:
+            nbytes += size
+        elif method == "GET":
+            first, last = rng.removeprefix("bytes=").split("-")
+            nbytes += min(int(last), size - 1) - int(first) + 1 if int(first) < size else 0
+    return n, nbytes
+
+
+def _big_header(path: Path) -> Path:
+    """A netCDF-3 file whose header (2 MiB of attributes) is longer than the first read."""
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as nc:
+        nc.createDimension("x", 4)
+        for i in range(64):
+            setattr(nc, f"history_{i}", "x" * 32768)
+        nc.createVariable("v", "f8", ("x",))[:] = np.arange(4.0)
+    return path
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("name", ["classic", "cdf5", "big_header", *real_files("netcdf3")])
+def test_remote_requests_and_bytes(tmp_path: Path, http_server: Any, name: str) -> None:
+    """Over HTTP: the header in one request (two when longer than the 1 MiB first read),
+    never a HEAD, and at most 1.1x the file + 64 KiB transferred; values equal netCDF4's."""
+    from obstore.store import HTTPStore
+
+    if name == "classic":
+        local = write_sample(tmp_path / "s.nc", "NETCDF3_CLASSIC")
+    elif name == "cdf5":
+        local = write_sample(tmp_path / "s.nc", "NETCDF3_64BIT_DATA")
+    elif name == "big_header":
+        local = _big_header(tmp_path / "s.nc")
+    else:
+        local = real_file(name)
+    served = http_server.mkdir() / "f.nc"
+    shutil.copy(local, served)
+    registry = ObjectStoreRegistry(
+        {http_server.url: HTTPStore.from_url(http_server.url, client_options={"allow_http": True})}
+    )
+    store = NetCDF3Parser()(http_server.url_for(served), registry)
+    requests, nbytes = _gets(http_server, served)
+    size = served.stat().st_size
+    header = parse_header(served.read_bytes(), str(served)).size
+    assert requests == (1 if header <= 1 << 20 else 2), http_server.requests[-3:]
+    assert nbytes <= 1.1 * size + (64 << 10)
+    assert all(m == "GET" for m, p, _ in http_server.requests if p.endswith(served.name))
+    if name != "big_header":
+        assert_same_values(store, local)
+
+
 def test_open_virtual_dataset_detects_netcdf3(tmp_path: Path) -> None:
     from virtualizarr.manifests import ManifestArray
     from virtualizarr.xarray import open_virtual_dataset

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from virtualizarr.errors import CorruptFileError, ParserError
-from virtualizarr.io import file_size, read_range
+from virtualizarr.io import open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
@@ -53,7 +53,6 @@ _U4, _U8 = struct.Struct(">I"), struct.Struct(">Q")
 # fewest header bytes of one dimension / attribute / variable entry (CDF-1 and 2; CDF-5, whose
 # counts are 8 bytes), to refuse a count the file is too short for before looping on it
 _MIN_BYTES = {_TAG_DIMENSION: (8, 16), _TAG_ATTRIBUTE: (12, 20), _TAG_VARIABLE: (28, 48)}
-_FIRST_READ = 1 << 16  # most headers fit; bigger ones are fetched in doubling steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,12 +455,12 @@ class NetCDF3Parser:
 
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
-        size = file_size(url, registry)
-        head = read_range(url, 0, min(size, _FIRST_READ), registry)
-        header = parse_header(
-            head, url, lambda start, n: read_range(url, start, n, registry), size=size
-        )
-        for var in header.variables:
+        # One request brings the head (1 MiB remotely: almost every header) and the size;
+        # a longer header costs one more (the whole file when it is small). Data never.
+        with open_source(url, registry) as src:
+            size = src.size
+            header = parse_header(src.head, url, src.read, size=size)
+        for var in header.variables:  # (the source is closed: everything below is in memory)
             _check_variable(header, var, url)
         layout = _record_layout(header, size)
         arrays: dict[str, ManifestArray] = {}
