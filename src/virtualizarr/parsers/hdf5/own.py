@@ -83,6 +83,10 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
     source = open_source(url, registry)
     if getattr(source, "merge_gap", 0) > _MERGE_GAP:
         source.merge_gap = _MERGE_GAP
+    if 0 < source.size <= getattr(source, "whole_below", 0):
+        # a small remote file: one read past the head brings the rest whole (batches of
+        # scattered metadata would otherwise cost a request per piece)
+        source.read(source.size - 1, 1)
     try:
         head = source.head[:8] if source.size else b""
         if not any(source.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
