@@ -29,8 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_parsers.hdf5_raw import layout_of, superblock  # noqa: E402
-from virtualizarr.parsers.hdf5.layout import read_chunk_index  # noqa: E402
+from tests.test_parsers.hdf5_raw import layout_of, superblock
+
+from virtualizarr.parsers.hdf5.layout import read_chunk_index
 
 KINDS = {  # name: (libver, maxshape of a 1-d dataset)
     "v1 B-tree": ("earliest", (None,)),
@@ -84,18 +85,17 @@ def make_file(kind: str, n: int, filtered: bool) -> Path:
     return path
 
 
-def ours(path: Path, verify: bool) -> tuple[int, int]:
-    data = path.read_bytes()[:4096]
-    sb = superblock(data)
+def ours(path: Path, verify: bool) -> Callable[[], tuple[int, int]]:
+    sb = superblock(path.read_bytes()[:4096])
     with h5py.File(path, "r") as f:
         d = f["x"]
         layout = layout_of(d, path.read_bytes(), sb)
-        kw: dict[str, Any] = dict(
-            shape=d.shape, maxshape=d.maxshape, dtype_size=4,
-            filtered=d.compression is not None, sizeof_offsets=sb.sizeof_offsets,
-            sizeof_lengths=sb.sizeof_lengths, where=str(path), btree1_k=sb.btree_k,
-            verify_checksums=verify,
-        )  # fmt: skip
+        kw: dict[str, Any] = {
+            "shape": d.shape, "maxshape": d.maxshape, "dtype_size": 4,
+            "filtered": d.compression is not None, "sizeof_offsets": sb.sizeof_offsets,
+            "sizeof_lengths": sb.sizeof_lengths, "where": str(path), "btree1_k": sb.btree_k,
+            "verify_checksums": verify,
+        }  # fmt: skip
 
     def run() -> tuple[int, int]:
         src = Pread(path)
@@ -104,7 +104,7 @@ def ours(path: Path, verify: bool) -> tuple[int, int]:
         finally:
             src.close()
 
-    return run  # type: ignore[return-value]
+    return run
 
 
 def floor(path: Path) -> Callable[[], tuple[int, int]]:
@@ -142,8 +142,8 @@ def main() -> None:
     for kind in KINDS:
         for filtered in (False, True):
             path = make_file(kind, args.chunks, filtered)
-            t_ours, n, batches = time_it(ours(path, True), args.repeat)  # type: ignore[arg-type]
-            t_fast, _, _ = time_it(ours(path, False), args.repeat)  # type: ignore[arg-type]
+            t_ours, n, batches = time_it(ours(path, True), args.repeat)
+            t_fast, _, _ = time_it(ours(path, False), args.repeat)
             t_h5py, n2, _ = time_it(floor(path), args.repeat)
             assert n == n2, (kind, n, n2)
             name = f"{kind}{' (gzip)' if filtered else ''}"
