@@ -248,15 +248,19 @@ def main() -> None:
             return float(ten.vz.open_data()[var].mean())
 
         def read_fsspec() -> float:
+            import fsspec
             import xarray as xr
+            import zarr
 
-            m = {"fo": refs, "remote_protocol": "http"}
-            ds = xr.open_dataset(
-                "reference://",
-                engine="zarr",
-                backend_kwargs={"storage_options": m, "consolidated": False, "zarr_format": 2},
-                chunks=None,
+            fs = fsspec.filesystem(
+                "reference",
+                fo=refs,
+                remote_protocol="http",
+                asynchronous=True,  # zarr 3 wants an async filesystem
+                remote_options={"asynchronous": True},
             )
+            store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+            ds = xr.open_zarr(store, consolidated=False, zarr_format=2, chunks=None)
             return float(ds[var].mean())
 
         a, va = measure(server, read_vz)
