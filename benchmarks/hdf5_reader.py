@@ -69,6 +69,43 @@ def default_files() -> list[Path]:
     return files
 
 
+def threads_rows(files: list[Path], threads: int, base: str | None) -> None:
+    """8 parses (the files, repeated) one after the other vs on ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from virtualizarr.registry import ObjectStoreRegistry
+
+    urls = [f"file://{p}" for p in (files * 8)[:8]]
+    where = [("local", urls, lambda: ObjectStoreRegistry())]
+    if base:
+        from obstore.store import HTTPStore
+
+        where.append(
+            (
+                "remote",
+                [f"{base}{p}" for p in (files * 8)[:8]],
+                lambda: ObjectStoreRegistry(
+                    {base: HTTPStore.from_url(base, client_options={"allow_http": True})}
+                ),
+            )
+        )
+    for name, batch, make in where:
+        for engine in ("h5py", "own"):
+            t = time.perf_counter()
+            for u in batch:
+                parse(u, engine, make())
+            serial = time.perf_counter() - t
+            t = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda u, e=engine, m=make: parse(u, e, m()), batch))
+            par = time.perf_counter() - t
+            print(
+                f"{name} {engine}: 8 parses serial {serial:.3f} s, {threads} threads {par:.3f} s "
+                f"({par / serial:.2f}x)",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
@@ -76,6 +113,9 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=30)
     ap.add_argument("--mbps", type=float, default=200)
     ap.add_argument("--no-remote", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="also time 8 parses serially vs this many threads"
+    )
     args = ap.parse_args()
     files = [p.resolve() for p in (args.files or default_files())]
 
@@ -133,6 +173,8 @@ def main() -> None:
                     nreq = c["requests"] + c.get("heads", 0)
                     row += f" | {t:>7.3f} {nreq:>5} {c['bytes'] / 1e6:>6.2f}"
             print(row + ("  " + why if why else ""), flush=True)
+        if args.threads:
+            threads_rows(files, args.threads, base)
     finally:
         if server is not None:
             server.terminate()
