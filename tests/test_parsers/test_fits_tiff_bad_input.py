@@ -273,3 +273,32 @@ def test_corrupt_jpeg_tile_is_a_chunk_read_error(tmp_path: Path) -> None:
     z = zarr.open_group(parse_tiff(path), mode="r", zarr_format=3)["0"]
     with pytest.raises(ChunkReadError, match="JPEG"):
         z[:16, 16:]
+
+
+def test_header_cards_equal_astropys_header(tmp_path: Path) -> None:
+    """Long strings (CONTINUE), HIERARCH keywords, repeated keys, commentary cards: the
+    attributes hold astropy's values."""
+    from virtualizarr.parsers.fits.header import Header
+
+    header = fits.Header()
+    header["LONGSTR"] = "x" * 150 + " end"
+    header["HIERARCH ESO DET CHIP NAME"] = "ccd 1"
+    header["QUOTE"] = "it's"
+    header["CPLX"] = 1.5 + 2j
+    header["FLT"] = 1.25e-30
+    header["BIG"] = 2**62
+    header.add_comment("first comment")
+    header.add_history("history line")
+    path = tmp_path / "cards.fits"
+    fits.PrimaryHDU(header=header).writeto(path)
+    with fits.open(path) as hdul:
+        ref = hdul[0].header
+        raw = path.read_bytes()
+        ours = Header.from_bytes(raw[: raw.index(b"END     ") + 80])
+        for key in ("LONGSTR", "ESO DET CHIP NAME", "QUOTE", "CPLX", "FLT", "BIG", "NAXIS"):
+            assert ours.get(key) == ref[key], key
+            assert type(ours.get(key)) is type(ref[key]), key
+    attrs = parse_fits(path).group.attributes
+    assert attrs["LONGSTR"] == "x" * 150 + " end"
+    assert attrs["COMMENT"] == "first comment"
+    assert attrs["HISTORY"] == "history line"
