@@ -101,7 +101,7 @@ def test_large_file_read_ahead_and_batches(http_server: HTTPServer) -> None:
     data = payload(12 * MiB, seed=1)
     path = http_server.mkdir() / "big.bin"
     path.write_bytes(data)
-    src = open_source(http_server.url_for(path), merge_gap=MiB, read_ahead=MiB)
+    src = open_source(http_server.url_for(path), merge_gap=MiB, read_ahead=MiB, whole_below=0)
     assert src.read(2 * MiB, 100) == data[2 * MiB : 2 * MiB + 100]
     # the miss fetched the 100 bytes, a bounded read-ahead and a little before, no more
     assert gets(http_server, path)[1] == f"bytes={2 * MiB - READ_BEHIND}-{3 * MiB - 1}"
@@ -129,7 +129,7 @@ def test_a_merge_never_refetches_cached_bytes(http_server: HTTPServer) -> None:
     data = payload(12 * MiB, seed=2)
     path = http_server.mkdir() / "gap.bin"
     path.write_bytes(data)
-    src = open_source(http_server.url_for(path), read_ahead=0)
+    src = open_source(http_server.url_for(path), read_ahead=0, whole_below=0)
     src.read(2 * MiB + 100, 100)  # cached in the middle of the next batch
     ranges = [(2 * MiB, 50), (2 * MiB + 300, 50)]
     assert src.read_many(ranges) == [data[o : o + n] for o, n in ranges]
@@ -188,7 +188,7 @@ def test_s3_counts_and_etag_change(s3_server: S3Server) -> None:
     data = payload(12 * MiB, seed=4)
     url = s3_server.put(bucket, "dir/big.bin", data)
     registry = ObjectStoreRegistry({f"s3://{bucket}": s3_server.store(bucket)})
-    src = open_source(url, registry)
+    src = open_source(url, registry, whole_below=0)
     assert src.size == len(data)
     assert src.etag
     assert src.stats.requests == 1
@@ -215,7 +215,7 @@ def test_s3_missing_object(s3_server: S3Server) -> None:
 def test_size_change_between_requests_over_http(http_server: HTTPServer) -> None:
     path = http_server.mkdir() / "grows.bin"
     path.write_bytes(payload(10 * MiB))
-    src = open_source(http_server.url_for(path), read_ahead=0)
+    src = open_source(http_server.url_for(path), read_ahead=0, whole_below=0)
     with path.open("ab") as f:
         f.write(b"more")
     with pytest.raises(SourceChangedError, match=r"grows\.bin"):
