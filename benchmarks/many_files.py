@@ -123,17 +123,79 @@ def _one(folder: Path, n: int, mode: str) -> dict:
     }
 
 
+def _memory_only(folder: Path, n: int) -> dict:
+    """Client memory of combining ``n`` files, without parsing ``n`` files.
+
+    One real file is parsed; its part is then repeated ``n`` times with each file's own path
+    and time values (exactly what the parser would return for the copies), fed to the same
+    collector and combine that ``open_virtual_mfdataset`` uses. Parsing is per-file transient
+    memory, so this is the client's peak RSS for ``n`` files, measured in minutes instead of
+    hours on a shared 2-core machine.
+    """
+    import dataclasses
+
+    from virtualizarr.manifests import ChunkManifest, ManifestArray
+    from virtualizarr.mfdataset import Collector, _fast_combine, virtualize_part
+
+    template = make_files(folder, 1)[0]
+    part = virtualize_part(str(template))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    col = Collector()
+    for i in range(n):
+        url = f"file://{folder}/f{i:06d}.nc"
+        virtual = {}
+        for name, arr in part.virtual.items():
+            m = arr.manifest
+            m2 = ChunkManifest.from_path_ids(
+                table=[url],
+                ids=m.path_ids.copy(),
+                offsets=m.offsets.copy(),
+                lengths=m.lengths.copy(),
+            )
+            virtual[name] = ManifestArray(arr.metadata, m2)
+        loaded = dict(part.loaded)
+        dims, attrs, _ = loaded["time"]
+        loaded["time"] = (dims, attrs, np.arange(i * STEPS, (i + 1) * STEPS, dtype="f8"))
+        col.add(dataclasses.replace(part, source=url, virtual=virtual, loaded=loaded))
+    ds = _fast_combine(
+        col, combine="by_coords", concat_dim=None, decode_times=None, sources=list(col.sources)
+    )
+    assert ds.sizes["time"] == n * STEPS
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "n": n,
+        "mode": "memory (synthetic parts)",
+        "wall": wall,
+        "cpu": time.process_time(),
+        "ms_per_file": wall / n * 1e3,
+        "rss_mb": rss,
+        "rss_before_mb": rss0,
+        "nbytes": ds.vz.nbytes,
+        "bytes_per_ref": ds.vz.nbytes / ds.vz.nrefs(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--modes", default="serial,threads,processes,dask")
     ap.add_argument("--kerchunk-max", type=int, default=1000)
     ap.add_argument("--folder", default="/tmp/vz_many_files")
+    ap.add_argument(
+        "--memory",
+        default="",
+        help="also measure the client's combine memory at these sizes (e.g. 100000), from one "
+        "parsed file's part repeated with each file's own path and times",
+    )
     ap.add_argument("--one", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = Path(args.folder)
     if args.one:
-        print(json.dumps(_one(folder, int(args.one[0]), args.one[1])))
+        n, mode = int(args.one[0]), args.one[1]
+        row = _memory_only(folder, n) if mode == "memory" else _one(folder, n, mode)
+        print(json.dumps(row))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     make_files(folder, max(sizes))
@@ -141,8 +203,11 @@ def main() -> None:
     head = "| files | method | wall s | CPU s | ms/file | x serial | peak RSS MB | result MB | bytes/ref |"
     print(head)
     print("|---" * 9 + "|")
-    for n in sizes:
-        modes = args.modes.split(",") + (["kerchunk"] if n <= args.kerchunk_max else [])
+    runs = [
+        (n, args.modes.split(",") + (["kerchunk"] if n <= args.kerchunk_max else [])) for n in sizes
+    ]
+    runs += [(int(n), ["memory"]) for n in args.memory.split(",") if n]
+    for n, modes in runs:
         serial = None
         for mode in modes:
             proc = subprocess.run(
@@ -158,6 +223,15 @@ def main() -> None:
             if mode == "serial":
                 serial = r["wall"]
             ratio = f"{r['wall'] / serial:.2f}" if serial else ""
+            if mode == "memory":
+                limit = 2 * r["nbytes"] / 2**20 + 300
+                print(
+                    f"| {n:,} | combine memory only | {r['wall']:.1f} | | {r['ms_per_file']:.3f} | | "
+                    f"{r['rss_mb']:.0f} (before: {r['rss_before_mb']:.0f}; limit {limit:.0f}) | "
+                    f"{r['nbytes'] / 1e6:.1f} | {r['bytes_per_ref']:.1f} |",
+                    flush=True,
+                )
+                continue
             print(
                 f"| {n:,} | {mode} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['ms_per_file']:.2f} | "
                 f"{ratio} | {r['rss_mb']:.0f} | {r['nbytes'] / 1e6:.1f} | {r['bytes_per_ref']:.1f} |",

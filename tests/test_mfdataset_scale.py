@@ -215,3 +215,35 @@ def test_distributed_cluster_workers_read_files(files, tmp_path):
     assert parsed_by <= worker_pids
     assert os.getpid() not in parsed_by
     assert len(list(log.iterdir())) == len(paths) + 1
+
+
+def test_collector_keeps_each_files_variables_when_they_differ(files):
+    import pickle
+
+    from virtualizarr.mfdataset import Collector, virtualize_part
+
+    parts = [virtualize_part(str(f)) for f in files[:6]]
+    parts[1].virtual.pop("mask")  # file 1 lacks 'mask'
+    parts[1].names = tuple(x for x in parts[1].names if x[0] != "mask")
+    whole = Collector()
+    for p in parts:
+        whole.add(p)
+    # the same files collected in two batches (as workers do), pickled, and merged
+    a, b = Collector(), Collector()
+    for p in parts[:3]:
+        a.add(p)
+    for p in parts[3:]:
+        b.add(p)
+    a = pickle.loads(pickle.dumps(a))
+    a.merge(pickle.loads(pickle.dumps(b)))
+    for col in (whole, a):
+        table = col._table_tuple()
+        for i, p in enumerate(parts):
+            got = col.part(i, table)
+            assert got.names == p.names
+            assert got.source == p.source
+            for name, arr in p.virtual.items():
+                assert got.virtual[name].manifest == arr.manifest, (i, name)
+            for name, (dims, _, values) in p.loaded.items():
+                assert got.loaded[name][0] == dims
+                np.testing.assert_array_equal(got.loaded[name][2], values)

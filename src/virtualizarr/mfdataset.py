@@ -27,6 +27,7 @@ import multiprocessing.forkserver
 import os
 import sys
 import warnings
+from array import array
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -227,52 +228,14 @@ class _Job:
 
 @dataclass
 class _Batch:
-    """The result of one task: compact parts (or Datasets, with ``preprocess=``) and failures.
-
-    Pickled with each distinct array metadata sent once (files repeat theirs).
-    """
+    """The result of one task: its files collected into a :class:`Collector` (or, with
+    ``preprocess=``, a Dataset per file), and its failures. ``done`` counts files tried."""
 
     start: int
-    parts: list[Any] = field(default_factory=list)
+    collector: Collector | None = None
+    datasets: list[Any] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-
-    def __getstate__(self) -> dict[str, Any]:
-        metas: list[Any] = []
-        last: dict[str, int] = {}  # per variable: files repeat their metadata
-        packed = []
-        for p in self.parts:
-            if not isinstance(p, FilePart):
-                packed.append(p)
-                continue
-            virtual = {}
-            for n, a in p.virtual.items():
-                k = last.get(n)
-                if k is None or not _same(metas[k], a.metadata):
-                    metas.append(a.metadata)
-                    k = last[n] = len(metas) - 1
-                virtual[n] = (k, a.manifest)
-            packed.append((p.source, p.names, p.attrs, virtual, p.loaded))
-        return {
-            "start": self.start,
-            "metas": [m.to_dict() for m in metas],
-            "parts": packed,
-            "failures": self.failures,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from virtualizarr.manifests.metadata import metadata_from_dict
-
-        metas = [metadata_from_dict(d) for d in state["metas"]]
-        self.start = state["start"]
-        self.failures = state["failures"]
-        self.parts = []
-        for p in state["parts"]:
-            if not isinstance(p, tuple):
-                self.parts.append(p)
-                continue
-            source, names, attrs, virtual, loaded = p
-            arrays = {n: ManifestArray(metas[i], m) for n, (i, m) in virtual.items()}
-            self.parts.append(FilePart(source, names, attrs, arrays, loaded))
+    done: int = 0
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -318,22 +281,26 @@ def virtualize_batch(paths: Sequence[Any], start: int, job: _Job) -> _Batch:
     A file that fails is retried up to ``job.retries`` times unless its error is one that
     would repeat (a format error, a missing file); then it becomes a :class:`Failure`.
     """
-    batch = _Batch(start)
+    batch = _Batch(start, collector=Collector() if job.preprocess is None else None)
     for i, path in enumerate(paths):
         attempt = 0
+        batch.done += 1
         while True:
             attempt += 1
             try:
-                batch.parts.append(_one(path, job))
-                break
+                result = _one(path, job)
             except Exception as e:  # noqa: BLE001  (any error of one file is reported, not fatal)
                 if attempt <= job.retries and not isinstance(e, _DETERMINISTIC):
                     continue
-                batch.parts.append(None)
                 batch.failures.append(Failure(start + i, str(path), e, attempt))
                 if job.fail_fast:
                     return batch
                 break
+            if batch.collector is not None:
+                batch.collector.add(result)
+            else:
+                batch.datasets.append(result)
+            break
     return batch
 
 
@@ -497,6 +464,7 @@ class _Virtual:
     """
 
     def __init__(self) -> None:
+        self.files = array("q")  # the file of each row (files may lack a variable)
         self.metas: list[Any] = []
         self.blocks: list[tuple[Any, Any, Any]] = []  # stacked arrays, or lists of rows
         self.starts: list[int] = []  # first row of each block
@@ -521,6 +489,7 @@ class _Virtual:
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.flush()
+        i = _row_of(self.files, i)
         b = bisect.bisect_right(self.starts, i) - 1
         k = i - self.starts[b]
         ids, offsets, lengths = self.blocks[b]
@@ -537,10 +506,18 @@ class _Virtual:
         return shapes.pop() if len(shapes) == 1 else None
 
 
+def _row_of(files: array, i: int) -> int:
+    """The row of file ``i`` in a column whose rows are the files ``files`` (increasing)."""
+    if len(files) == files[-1] + 1:  # every file so far has the variable
+        return i
+    return bisect.bisect_left(files, i)
+
+
 class _Loaded:
     """One loaded variable over all files: stored values, ``None`` where equal to the first."""
 
     def __init__(self) -> None:
+        self.files = array("q")
         self.dims: list[tuple[str, ...]] = []
         self.attrs: list[dict[str, Any]] = []
         self.values: list[np.ndarray | None] = []
@@ -569,8 +546,10 @@ class Collector:
         self.sources.append(source)
         self.names.append(self._intern("names", part.names))
         self.attrs.append(self._intern("attrs", part.attrs))
+        i = len(self.sources) - 1
         for name, arr in part.virtual.items():
             col = self.virtual.setdefault(name, _Virtual())
+            col.files.append(i)
             col.metas.append(self._intern(("meta", name), arr.metadata))
             m = arr.manifest
             remap = np.fromiter(
@@ -582,6 +561,7 @@ class Collector:
             col.append(ext[np.minimum(m.path_ids, len(remap))], m.offsets, m.lengths)
         for name, (dims, attrs, values) in part.loaded.items():
             lcol = self.loaded.setdefault(name, _Loaded())
+            lcol.files.append(i)
             lcol.dims.append(self._intern(("dims", name), dims))
             lcol.attrs.append(self._intern(("lattrs", name), attrs))
             first = lcol.values[0] if lcol.values else None
@@ -598,12 +578,99 @@ class Collector:
         manifest = ChunkManifest.from_path_ids(
             table=table, ids=ids, offsets=offsets, lengths=lengths, normalize=False
         )
-        return ManifestArray(col.metas[i], manifest)
+        return ManifestArray(col.metas[_row_of(col.files, i)], manifest)
 
     def values(self, name: str, i: int) -> np.ndarray:
         col = self.loaded[name]
-        v = col.values[i]
+        v = col.values[_row_of(col.files, i)]
         return col.values[0] if v is None else v  # type: ignore[return-value]
+
+    def merge(self, other: Collector) -> None:
+        """Append the files of ``other`` (a batch collected in a worker) after these.
+
+        Work per batch and per distinct object, plus C-level list extends: the client does
+        no Python work per chunk and almost none per file.
+        """
+        base = len(self.sources)
+        remap = np.fromiter(
+            (self.table.setdefault(t, len(self.table)) for t in other.table),
+            dtype=np.uint32,
+            count=len(other.table),
+        )
+        ext = np.append(remap, MISSING)
+        canon: dict[int, Any] = {}
+
+        def intern(key: Any, objs: list[Any]) -> list[Any]:
+            for o in objs:
+                if id(o) not in canon:
+                    canon[id(o)] = self._intern(key, o)
+            return [canon[id(o)] for o in objs]
+
+        shared = {t: t for t in other.table if isinstance(t, str)}
+        self.sources.extend(shared.get(s, s) for s in other.sources)
+        self.names.extend(intern("names", other.names))
+        self.attrs.extend(intern("attrs", other.attrs))
+        for name, oc in other.virtual.items():
+            oc.flush()
+            col = self.virtual.setdefault(name, _Virtual())
+            col.flush()
+            rows = len(col.metas)
+            col.files.extend(f + base for f in oc.files)
+            col.metas.extend(intern(("meta", name), oc.metas))
+            for start, (ids, offsets, lengths) in zip(oc.starts, oc.blocks):
+                col.starts.append(rows + start)
+                if isinstance(ids, list):
+                    ids = [ext[np.minimum(a, len(remap))] for a in ids]
+                else:
+                    ids = ext[np.minimum(ids, len(remap))]
+                col.blocks.append((ids, offsets, lengths))
+        for name, ol in other.loaded.items():
+            lcol = self.loaded.setdefault(name, _Loaded())
+            lcol.files.extend(f + base for f in ol.files)
+            lcol.dims.extend(intern(("dims", name), ol.dims))
+            lcol.attrs.extend(intern(("lattrs", name), ol.attrs))
+            theirs = ol.values[0]
+            assert theirs is not None
+            mine = lcol.values[0] if lcol.values else None
+            same = mine is not None and _values_equal(mine, theirs)
+            if not lcol.values:
+                lcol.values.extend(ol.values)
+            elif same:
+                lcol.values.extend(None if v is None else v for v in [None, *ol.values[1:]])
+            else:  # their "same as first" is not ours
+                lcol.values.extend(theirs if v is None else v for v in ol.values)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # metadata as dicts, each distinct one once (zarr's metadata objects pickle slowly)
+        metas: dict[int, int] = {}
+        docs: list[dict[str, Any]] = []
+        virtual = {}
+        for name, col in self.virtual.items():
+            col.flush()
+            idx = []
+            for m in col.metas:
+                if id(m) not in metas:
+                    metas[id(m)] = len(docs)
+                    docs.append(m.to_dict())
+                idx.append(metas[id(m)])
+            virtual[name] = (col.files, idx, col.starts, col.blocks)
+        state = dict(self.__dict__)
+        state.update(virtual=virtual, metas=docs, _intern=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from virtualizarr.manifests.metadata import metadata_from_dict
+
+        metas = [metadata_from_dict(d) for d in state.pop("metas")]
+        virtual = state.pop("virtual")
+        self.__dict__.update(state)
+        self._intern = _Interner()
+        self.virtual = {}
+        for name, (files, idx, starts, blocks) in virtual.items():
+            col = _Virtual()
+            col.files, col.starts, col.blocks = files, starts, blocks
+            col.metas = [metas[k] for k in idx]
+            self.virtual[name] = col
 
     def part(self, i: int, table: tuple[str | bytes, ...]) -> FilePart:
         """File ``i`` as a :class:`FilePart` again (for the general combine)."""
@@ -956,9 +1023,8 @@ def open_virtual_mfdataset(
     decode_times = kwargs.get("decode_times")
     job = _Job(registry, parser, kwargs, preprocess, max(0, int(retries)), on_error == "raise")
 
-    col = Collector()
+    col: Collector | None = None
     datasets: list[Any] = []  # with preprocess= only
-    index: list[int] = []  # input position of each collected file
     failed: dict[str, str] = {}
     bar = _progress(len(items), progress)
     try:
@@ -968,16 +1034,14 @@ def open_virtual_mfdataset(
                     f.error.add_note(f"while virtualizing {f.source} (attempt {f.attempts})")
                     raise f.error
                 failed[f.source] = f"{type(f.error).__name__}: {f.error}"
-            for k, part in enumerate(batch.parts):
-                if part is None:
-                    continue
-                index.append(batch.start + k)
-                if isinstance(part, FilePart):
-                    col.add(part)
+            if batch.collector is not None and len(batch.collector):
+                if col is None:
+                    col = batch.collector
                 else:
-                    datasets.append(part)
+                    col.merge(batch.collector)
+            datasets.extend(batch.datasets)
             if bar is not None:
-                bar.update(len(batch.parts))
+                bar.update(batch.done)
     finally:
         if bar is not None:
             bar.close()
@@ -990,7 +1054,7 @@ def open_virtual_mfdataset(
             RuntimeWarning,
             stacklevel=2,
         )
-    if not index:
+    if col is None and not datasets:
         raise ValueError(f"none of the {len(items)} files could be virtualized: {failed}")
 
     options = {
@@ -1001,7 +1065,7 @@ def open_virtual_mfdataset(
         "combine_attrs": combine_attrs,
     }
     combined = None
-    if preprocess is None:
+    if col is not None:
         sources = list(col.sources)
         fast_ok = (
             compat == "override"
