@@ -101,6 +101,28 @@ def test_grib1_corrupt_sections_are_named_errors(
         parse(path)
 
 
+def test_grid_larger_than_its_values_is_refused_before_coordinates(tmp_path: Path) -> None:
+    """GRIB1 Ni made 1024 (1024 x Nj points, data for 496): refused, nothing allocated for it."""
+    msg = message("regular_ll_pl_grib1")
+    pds = int.from_bytes(msg[8:11], "big")
+    path = tmp_path / "wide.grib1"
+    path.write_bytes(patched(msg, 8 + pds + 6, b"\x04\x00"))
+    with pytest.raises(
+        CorruptFileError, match=r"wide\.grib1.*message 0 .*(values of 16 bits for|Ni=)"
+    ):
+        parse(path)
+
+
+def test_value_count_without_bitmap_must_cover_the_grid(tmp_path: Path) -> None:
+    msg = message()
+    path = tmp_path / "short.grib2"
+    path.write_bytes(patched(msg, section_offset(msg, 5) + 5, (100).to_bytes(4, "big")))
+    with pytest.raises(
+        CorruptFileError, match=r"short\.grib2.*100 values on a grid of 496 points without a bitmap"
+    ):
+        parse(path)
+
+
 def test_zeroed_message_header_warns_instead_of_dropping_silently(tmp_path: Path) -> None:
     a, b, c = message(seed=1), message(seed=2), message(seed=3)
     path = tmp_path / "zeroed.grib2"

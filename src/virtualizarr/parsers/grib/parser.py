@@ -37,7 +37,14 @@ from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.grib.coords import axis_attrs, geography
 from virtualizarr.parsers.grib.scan import Message, scan_messages
-from virtualizarr.parsers.grib.sections import GribStructureError, check_points, decodable_message
+from virtualizarr.parsers.grib.sections import (
+    GribStructureError,
+    check_grib1_values,
+    check_points,
+    decodable_message,
+    grib1_large_length,
+    grib1_layout,
+)
 from virtualizarr.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -252,6 +259,15 @@ def _check_grid(url: str, msg: Message, row: dict[str, Any]) -> None:
     """Refuse grids the message cannot hold, before anything is allocated for them."""
     try:
         check_points(row["numberOfDataPoints"], msg.message_length)
+        if msg.header[7] == 1:  # GRIB1 headers are whole messages
+
+            def read(off: int, n: int) -> bytes:
+                return msg.header[off : off + n]
+
+            coded = int.from_bytes(msg.header[4:7], "big")
+            large = coded & 0x800000 and grib1_large_length(read, coded, len(msg.header))[1]
+            layout = grib1_layout(read, len(msg.header), bool(large))
+            check_grib1_values(read, layout, row["numberOfDataPoints"])
     except GribStructureError as e:
         raise CorruptFileError(f"{url}: {msg.where} is corrupt: {e}.") from None
     ni, nj = row["Ni"], row["Nj"]

@@ -5,7 +5,7 @@ Two steps, both through the file's :class:`~virtualizarr.io.ByteSource`:
 1. **Locate** the messages: each starts with ``GRIB`` and its section 0 gives its length,
    so the next one starts right after it. Remote files are read in large sequential
    blocks sized from the messages seen so far (the whole file when it is small; about
-   eight messages per block, up to 64 MiB); files of very large messages are read with a
+   64 messages per block, 4-64 MiB); files of very large messages are read with a
    small window at each message start instead. A ``FILE.idx`` sidecar (NOAA ``wgrib2``
    style) or an ECMWF JSON-lines ``FILE.index`` beside a large remote file gives the
    offsets directly; it is checked against the messages it points at.

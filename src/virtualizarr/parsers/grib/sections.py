@@ -24,6 +24,7 @@ __all__ = [
     "Grib2Field",
     "GribStructureError",
     "NeedBytes",
+    "check_grib1_values",
     "check_points",
     "decodable_message",
     "grib1_large_length",
@@ -33,11 +34,11 @@ __all__ = [
     "single_field_message",
 ]
 
-MAX_POINTS = 1 << 26
+MAX_POINTS = 1 << 25
 """Points a message may claim whatever its size (a constant field codes any number in 0 bytes).
 
 Beyond this, a message must be large enough to plausibly hold its points (see
-:func:`check_points`): 2^26 points are 1 GiB of float64 latitude/longitude, more than any
+:func:`check_points`): 2^25 points are 512 MiB of float64 latitude/longitude, more than any
 operational grid (ERA5 0.25 deg: 2^20; 0.1 deg global: 6.5e6).
 """
 
@@ -167,6 +168,11 @@ def _check_field(read: Callable[[int, int], bytes], f: Grib2Field, length: int) 
     nvalues, template = _u(s5[5:9]), _u(s5[9:11])
     if nvalues > npoints:
         raise GribStructureError(f"section 5 codes {nvalues} values on a grid of {npoints} points")
+    if read(f.sec6[0] + 5, 1)[0] == 255 and nvalues != npoints:
+        # without a bitmap every point has a value (GRIB2 regulation 92.9.3)
+        raise GribStructureError(
+            f"section 5 codes {nvalues} values on a grid of {npoints} points without a bitmap"
+        )
     if f.bitmap is not None and (f.bitmap[1] - 6) * 8 < npoints:
         raise GribStructureError(
             f"its bitmap of {(f.bitmap[1] - 6) * 8} bits is shorter than its {npoints} points"
@@ -385,3 +391,25 @@ def decodable_message(data: bytes) -> bytes:
     if whole and len(fields) == 1:
         return data
     return single_field_message(data, fields, len(fields) - 1)
+
+
+def check_grib1_values(
+    read: Callable[[int, int], bytes], layout: Grib1Layout, npoints: int
+) -> None:
+    """A GRIB1 message's bitmap and simple-packed values must cover its ``npoints`` points."""
+    if layout.bms is not None:
+        b = read(layout.bms[0], 6)
+        if _u(b[4:6]) == 0 and (layout.bms[1] - 6) * 8 - b[3] < npoints:
+            raise GribStructureError(
+                f"its bitmap of {(layout.bms[1] - 6) * 8 - b[3]} bits is shorter than its "
+                f"{npoints} points"
+            )
+        return
+    b = read(layout.bds[0], 11)
+    flags, unused, bpv = b[3] & 0xF0, b[3] & 0x0F, b[10]
+    if flags & 0xD0 == 0 and bpv > 0:  # grid-point simple packing, no extended flags
+        nvalues = ((layout.bds[1] - 11) * 8 - unused) // bpv
+        if nvalues < npoints:
+            raise GribStructureError(
+                f"its data section holds {nvalues} values of {bpv} bits for {npoints} points"
+            )
