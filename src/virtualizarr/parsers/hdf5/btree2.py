@@ -100,25 +100,21 @@ def read_btree2_chunks(ctx: IndexContext, address: int) -> ChunkTable:
             )  # fmt: skip
         blocks = ctx.read_many(_NODE, [(a, node_size) for a in addresses])
         sig = b"BTIN" if d > 0 else b"BTLF"
-        child_addrs: list[np.ndarray] = []
-        child_counts: list[np.ndarray] = []
+        pointers: list[bytes] = []  # child pointers of the level, decoded at once below
         hashed, stored = [], []
         per_child = so + nrec_size + (cum_size[d - 1] if d > 1 else 0)
         for a, n, block in zip(addresses, counts, blocks):
             if block[:4] != sig or block[4] != 0 or block[5] != btype:
                 raise corrupt(
                     ctx, _NODE, a,
-                    f"starts {block[:6]!r}, expected {sig!r} version 0 type {btype}",
+                    f"starts {bytes(block[:6])!r}, expected {sig!r} version 0 type {btype}",
                 )  # fmt: skip
             if n > max_nrec[d]:
                 raise corrupt(ctx, _NODE, a, f"{n} records, more than {max_nrec[d]} fit")
             end = 6 + n * rec_size
-            records.append(np.frombuffer(block, np.uint8, count=n * rec_size, offset=6))
+            records.append(block[6:end])
             if d > 0:
-                ptrs = np.frombuffer(block, np.uint8, count=(n + 1) * per_child, offset=end)
-                ptrs = ptrs.reshape(n + 1, per_child)
-                child_addrs.append(le_uint(ptrs[:, :so]))
-                child_counts.append(le_uint(ptrs[:, so : so + nrec_size]))
+                pointers.append(block[end : end + (n + 1) * per_child])
                 end += (n + 1) * per_child
             if end + 4 > node_size:
                 raise corrupt(ctx, _NODE, a, "records run past the node")
@@ -132,14 +128,15 @@ def read_btree2_chunks(ctx: IndexContext, address: int) -> ChunkTable:
             if not ok.all():
                 raise corrupt(ctx, _NODE, addresses[int(np.argmin(ok))], "checksum mismatch")
         if d > 0:
-            nxt = np.concatenate(child_addrs)
+            ptrs = np.frombuffer(b"".join(pointers), np.uint8).reshape(-1, per_child)
+            nxt = le_uint(ptrs[:, :so])
             ctx.check_addresses(_NODE, nxt, addresses[0])
-            addresses = [int(x) for x in nxt]
-            counts = [int(x) for x in np.concatenate(child_counts)]
+            addresses = nxt.tolist()
+            counts = le_uint(ptrs[:, so : so + nrec_size]).tolist()
     if seen != total:
         raise corrupt(ctx, _HEADER, address, f"{seen} records found, {total} claimed")
 
-    raw = np.concatenate(records).reshape(-1, rec_size)
+    raw = np.frombuffer(b"".join(records), np.uint8).reshape(-1, rec_size)
     addrs = le_uint(raw[:, :so])
     pos = so
     if btype == 11:

@@ -234,11 +234,25 @@ def increasing_rows(grid: np.ndarray) -> bool:
 
 
 def unique_rows(grid: np.ndarray) -> bool:
-    """Are the rows of ``grid`` all different?"""
-    if len(grid) < 2:
+    """Are the rows of ``grid`` (non-negative int64) all different?
+
+    Rows become C-order numbers on the grid their maxima span: counted with ``bincount``
+    when that grid is small, else sorted; rows too large to number are sorted as rows.
+    """
+    n = len(grid)
+    if n < 2:
         return True
-    order = np.lexsort(grid.T[::-1])
-    return increasing_rows(grid[order])
+    if (grid < 0).any():
+        return increasing_rows(grid[np.lexsort(grid.T[::-1])])
+    extent = [int(m) + 1 for m in grid.max(axis=0)]
+    if math.prod(extent) >= 1 << 62:
+        return increasing_rows(grid[np.lexsort(grid.T[::-1])])
+    strides = np.array([math.prod(extent[i + 1 :]) for i in range(len(extent))], np.int64)
+    number = grid @ strides
+    if math.prod(extent) <= 8 * n + 4096:
+        return int(np.bincount(number).max()) <= 1
+    number.sort()
+    return bool((number[1:] != number[:-1]).all())
 
 
 def corrupt(ctx: IndexContext, structure: str, address: int, reason: str) -> CorruptFileError:
