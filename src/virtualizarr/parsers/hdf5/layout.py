@@ -319,11 +319,16 @@ def read_chunk_index(
     ``shape`` is the dataset's current extent, ``maxshape`` its maximum one (None for an
     unlimited axis; default ``shape``): the fixed/extensible array and implicit indexes
     number chunks on the grid of the maximum extent. ``filtered`` says whether the
-    dataset has a filter pipeline (chunk sizes are then read from the index, else they are
-    the full chunk size). ``btree1_k`` is the superblock's "indexed storage internal node
-    K" (nodes hold up to ``2 K`` entries; a wrong value costs an extra read, not an error).
+    dataset has a filter pipeline; the indexes record it themselves (array client IDs,
+    B-tree record types, the single-chunk flag) and what they record is what is read:
+    stored sizes and filter masks of filtered chunks, the full chunk size otherwise.
+    ``btree1_k`` is the superblock's "indexed storage internal node K" (nodes hold up to
+    ``2 K`` entries; a wrong value costs an extra read, not an error). ``verify_checksums``
+    checks the lookup3 checksums of the version-2 structures (arrays, v2 B-trees).
 
-    Rows are in the index's order; only allocated chunks appear.
+    Rows are in the index's order (v1 B-tree: C order of the grid); only allocated chunks
+    appear. A file with a user block needs a reader whose offsets count from the
+    superblock (HDF5 addresses are relative to it).
 
     >>> # read_chunk_index(src, layout, shape=(8760, 180, 360), dtype_size=4, filtered=True,
     >>> #                  sizeof_offsets=8, sizeof_lengths=8, where="file:///data/t2m.nc")
