@@ -247,3 +247,27 @@ def test_collector_keeps_each_files_variables_when_they_differ(files):
             for name, (dims, _, values) in p.loaded.items():
                 assert got.loaded[name][0] == dims
                 np.testing.assert_array_equal(got.loaded[name][2], values)
+
+
+def test_remote_files_default_to_threads_and_equal_local(files, http_server):
+    import shutil
+
+    from virtualizarr.mfdataset import REMOTE_THREADS, _is_remote
+
+    folder = http_server.mkdir()
+    local = [str(f) for f in files[:8]]
+    urls = []
+    for f in files[:8]:
+        shutil.copy(f, folder / f.name)
+        urls.append(http_server.url_for(folder / f.name))
+    assert _is_remote(urls[0])
+    assert not _is_remote(local[0])
+    assert REMOTE_THREADS >= 4
+    before = len(http_server.requests)
+    remote = open_virtual_mfdataset(urls)  # parallel=None: threads, for remote URLs
+    served = [r for r in http_server.requests[before:] if folder.name in r[1]]
+    assert {Path(r[1]).name for r in served} == {f.name for f in files[:8]}
+    ds = open_virtual_mfdataset(local)
+    renamed = remote.vz.rename_paths(lambda u: "file://" + str(files[0].parent / Path(u).name))
+    assert renamed["air"].data.manifest == ds["air"].data.manifest
+    np.testing.assert_array_equal(remote["time"].values, ds["time"].values)
