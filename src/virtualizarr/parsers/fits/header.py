@@ -240,27 +240,40 @@ def _padded(n: int) -> int:
 
 
 class _Walker:
-    """Header reads in growing sequential requests through ``read(offset, length)``."""
+    """Header reads in growing sequential requests through ``read(offset, length)``.
 
-    def __init__(self, read: Callable[[int, int], bytes], size: int, first: int) -> None:
+    A header at most ``gap`` bytes past what was read is reached by reading on (the data
+    between included), each such read twice as long as the one before (up to 64 MiB);
+    one further away by a new read at the header. Remotely a round trip costs as much as
+    a few MB of transfer, so a file of many small HDUs is read in a few growing requests;
+    locally (``gap`` 0) only the headers are read.
+    """
+
+    def __init__(
+        self, read: Callable[[int, int], bytes], size: int, first: int, gap: int = 0
+    ) -> None:
         self._read = read
         self.size = size
         self._start = 0
         self._buf = b""
         self._next = max(first, BLOCK)
+        self._gap = gap
 
     def span(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end of the file)."""
         end = min(offset + length, self.size)
         if self._start <= offset and end <= self._start + len(self._buf):
             return self._buf[offset - self._start : end - self._start]
-        if self._start <= offset <= self._start + len(self._buf):
-            # continue the buffer: fetch only what is missing, a growing amount
-            have = self._start + len(self._buf)
+        have = self._start + len(self._buf)
+        if self._start <= offset <= have + self._gap:
+            # read on from what we have: only what is missing, a growing amount
             want = max(end - have, self._next)
-            self._next *= 2
+            self._next = min(self._next * 2, 64 << 20)
             more = self._read(have, min(want, self.size - have))
-            self._buf = self._buf[offset - self._start :] + more
+            if offset >= have:
+                self._buf = more[offset - have :]
+            else:
+                self._buf = self._buf[offset - self._start :] + more
             self._start = offset
         else:  # a jump over data: a new buffer at the header (16 blocks hold most headers;
             # a remote source adds its own read-ahead)
@@ -276,6 +289,7 @@ def walk_hdus(
     url: str,
     *,
     first_read: int = 16 * BLOCK,
+    sequential_gap: int = 0,
 ) -> list[HDU]:
     """Every HDU of the FITS file ``url`` of ``size`` bytes, from its headers only.
 
@@ -284,8 +298,11 @@ def walk_hdus(
     :class:`VariableSkippedWarning` naming the HDUs lost (the primary header must be
     whole, else :class:`CorruptFileError`); bytes after the last HDU that are not an
     extension header are ignored with a warning unless they are zero padding.
+
+    ``first_read`` is the first read's length; headers at most ``sequential_gap`` bytes
+    past the bytes read are reached by reading on in growing reads (for remote files).
     """
-    walker = _Walker(read, size, first_read)
+    walker = _Walker(read, size, first_read, sequential_gap)
     hdus: list[HDU] = []
     offset = 0
     while offset < size:

@@ -47,11 +47,11 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrError,
 )
-from virtualizarr.io import open_source
+from virtualizarr.io import LocalSource, open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.fits.groups import random_groups_group
-from virtualizarr.parsers.fits.header import HDU, Header, walk_hdus
+from virtualizarr.parsers.fits.header import BLOCK, HDU, Header, walk_hdus
 from virtualizarr.parsers.fits.tables import (
     bintable_group,
     compressed_image_array,
@@ -111,7 +111,14 @@ class FITSParser:
         # are read in growing sequential reads through its cache (see header.walk_hdus).
         with open_source(url, registry) as src:
             url = src.url
-            hdus = walk_hdus(src.read, src.size, url)
+            remote = not isinstance(src, LocalSource)
+            # remotely, read on through data of up to 4 MiB between headers (cheaper than a
+            # round trip), in reads growing from 1 MiB; locally read only the headers
+            hdus = walk_hdus(
+                src.read, src.size, url,
+                first_read=(1 << 20) if remote else 16 * BLOCK,
+                sequential_gap=(4 << 20) if remote else 0,
+            )  # fmt: skip
             group = self._build(hdus, url, src.read, src.size)
         return ManifestStore(group, registry=registry)
 
