@@ -122,6 +122,7 @@ class ChunkReader:
         self.read_ahead, self.cache_bytes = read_ahead, cache_bytes
         # state below is touched only on io_loop()
         self._sem: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._cached = 0
         self._inflight: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
@@ -226,8 +227,11 @@ class ChunkReader:
     # -- remote, on io_loop() -----------------------------------------------------------------
 
     def _semaphore(self) -> asyncio.Semaphore:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.max_in_flight)
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:
+            # first use, or a new io loop (after fork): state of the old loop is unusable
+            self._sem, self._loop = asyncio.Semaphore(self.max_in_flight), loop
+            self._inflight = {}
         return self._sem
 
     async def _get(self, url: str, store: Any, key: str, start: int, end: int) -> Any:
@@ -303,6 +307,7 @@ class ChunkReader:
         before: Sequence[tuple[int, int]],
     ) -> Any:
         k = (url, start, length)
+        self._semaphore()  # resets loop-bound state after a fork
         if len(self._seen) > SEEN_MAX:
             self._seen.clear()
         self._seen.add(k)
