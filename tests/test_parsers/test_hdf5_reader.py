@@ -275,3 +275,34 @@ def test_not_hdf5_is_parser_error(tmp_path: Path) -> None:
 def test_unknown_engine_rejected() -> None:
     with pytest.raises(ValueError, match="engine"):
         HDFParser(engine="fast")
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_damaged_metadata_named_error_or_fallback(tmp_path: Path, libver: str) -> None:
+    """Seeded byte flips in the metadata: our reader succeeds, raises a named error or
+    hands the file to h5py; never another exception, never a hang."""
+    import random
+
+    from virtualizarr.errors import VirtualiZarrError
+    from virtualizarr.parsers.hdf5.superblock import Fallback
+
+    src = tmp_path / "src.h5"
+    _write_features(src, libver)
+    data = src.read_bytes()
+    rng = random.Random(11)
+    outcomes = set()
+    for i in range(40):
+        d = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            d[rng.randrange(0, min(len(d), 16384))] = rng.randrange(256)
+        path = tmp_path / f"m{i}.h5"
+        path.write_bytes(bytes(d))
+        try:
+            _parse_own_strict(path)
+            outcomes.add("ok")
+        except Fallback:
+            outcomes.add("fallback")
+        except VirtualiZarrError as e:
+            assert f"m{i}.h5" in str(e)
+            outcomes.add(type(e).__name__)
+    assert "CorruptFileError" in outcomes

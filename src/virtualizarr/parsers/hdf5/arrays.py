@@ -194,6 +194,7 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
             )
         if trimmed:
             lengths = np.full(len(index), math.prod(chunk_shape) * dtype.itemsize, np.uint64)
+    _check_grid(var, chunk_shape, len(index))
     manifest = chunk_grid_manifest(index, var.ctx.url, var.shape, chunk_shape, lengths=lengths)
     metadata = var.metadata(chunk_shape, codecs)
     redo = _straddling_chunks(var, chunk_shape, manifest)
@@ -204,6 +205,22 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
     if redo:
         manifest = _reencode(var, metadata, manifest, sorted(redo))
     return ManifestArray(metadata, manifest)
+
+
+def _check_grid(var: _Var, chunk_shape: tuple[int, ...], stored: int) -> None:
+    """Refuse a chunk grid whose manifest cannot be afforded (a corrupt shape or chunk shape):
+    a manifest holds every grid position, about 20 bytes each."""
+    from virtualizarr.parsers.zarr_v2.meta import MAX_SPARSE_CHUNKS
+
+    if any(c <= 0 for c in chunk_shape):
+        raise CorruptFileError(f"{var.where} has the chunk shape {list(chunk_shape)}.")
+    n = math.prod(-(-s // c) for s, c in zip(var.shape, chunk_shape))
+    if n > max(MAX_SPARSE_CHUNKS, 64 * stored):
+        raise CorruptFileError(
+            f"{var.where}: its chunk grid for shape {list(var.shape)} and chunks "
+            f"{list(chunk_shape)} has {n} positions but only {stored} chunks are stored; the "
+            "shape is corrupt, or the variable too sparse to reference."
+        )
 
 
 def _straddling_chunks(

@@ -32,8 +32,10 @@ def ndim(dset: Any) -> int:
     return len(shape) if shape is not None else dset.ndim
 
 
-def _encode(name: str) -> bytes:
+def _encode(name: str | bytes) -> bytes:
     """A member name as HDF5 wants it (what h5py does for ``group[name]``)."""
+    if isinstance(name, bytes):  # a name that is not UTF-8 comes back from h5py as bytes
+        return name
     try:
         return name.encode("ascii")
     except UnicodeEncodeError:
