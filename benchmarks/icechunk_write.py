@@ -55,8 +55,10 @@ def main(n_chunks: int) -> None:
         t1 = time.perf_counter()
         session.commit("bench")
         t2 = time.perf_counter()
-        print(f"columnar: {n:,} refs written in {t1 - t0:.2f} s ({n / (t1 - t0):,.0f} refs/s), "
-              f"commit {t2 - t1:.2f} s")  # fmt: skip
+        print(
+            f"columnar: {n:,} refs written in {t1 - t0:.2f} s ({n / (t1 - t0):,.0f} refs/s), "
+            f"commit {t2 - t1:.2f} s"
+        )
 
         # the per-chunk API, for comparison (on at most 200k chunks: it is slow)
         m = ds["v"].data.manifest

@@ -176,10 +176,16 @@ def test_v3_to_v2_reads_the_same_bytes(name: str) -> None:
     enc = v3_codecs_to_v2(arr.metadata.codecs, ndim=2)
     dtype = (">" if enc.endian == "big" else "<") + "i8"
     zarray = {
-        "zarr_format": 2, "shape": [7, 10], "chunks": [3, 4], "dtype": dtype, "fill_value": 0,
-        "order": enc.order, "filters": enc.filters, "compressor": enc.compressor,
+        "zarr_format": 2,
+        "shape": [7, 10],
+        "chunks": [3, 4],
+        "dtype": dtype,
+        "fill_value": 0,
+        "order": enc.order,
+        "filters": enc.filters,
+        "compressor": enc.compressor,
         "dimension_separator": ".",
-    }  # fmt: skip
+    }
     v2_store = MemoryStore()
     v2_store._store_dict[".zarray"] = zarr.core.buffer.cpu.Buffer.from_bytes(
         json.dumps(zarray).encode()

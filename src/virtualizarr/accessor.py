@@ -102,8 +102,8 @@ class VirtualiZarrDatasetAccessor:
         """The dataset's real values, read lazily through :meth:`to_store`.
 
         Opens with zarr's fused codec pipeline (one thread hop per chunk instead of one per
-        codec), which reads about 2x faster than the default. ``kwargs`` go to
-        ``xr.open_dataset`` (``chunks=None`` by default: no dask).
+        codec), which reads about 2x faster than the default (README: 3.8 s vs 8.5 s).
+        ``kwargs`` go to ``xr.open_dataset`` (``chunks=None`` by default: no dask).
 
         >>> # ds.vz.open_data()["air"].mean()
         """

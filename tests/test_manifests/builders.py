@@ -114,7 +114,7 @@ def write_chunks(
     manifest = ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths)
     if not inlined:
         return manifest
-    entries = manifest.dict()
+    entries = manifest.to_dict()
     entries.update({chunk_key(idx): {"data": buf} for idx, buf in inlined.items()})
     return ChunkManifest(entries, shape=grid)
 

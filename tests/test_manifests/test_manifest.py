@@ -16,7 +16,6 @@ from virtualizarr.manifests.manifest import (
     MISSING,
     concatenate_manifests,
     normalize_path,
-    stack_manifests,
 )
 
 REF = {"path": "s3://bucket/a.nc", "offset": 100, "length": 50}
@@ -52,7 +51,7 @@ def test_three_kinds_of_entry() -> None:
 
 def test_dict_round_trip() -> None:
     m = three_kinds()
-    d = m.dict()
+    d = m.to_dict()
     assert d == {
         "0.0": REF,
         "0.1": {"data": b"\x01\x02\x03"},
@@ -85,7 +84,7 @@ def test_scalar_grid() -> None:
     m = ChunkManifest({"0": REF}, shape=())
     assert m.shape_chunk_grid == ()
     assert len(m) == 1
-    assert m.dict() == {"0": REF}
+    assert m.to_dict() == {"0": REF}
     assert list(m) == ["0"]
     assert pickle.loads(pickle.dumps(m)) == m
 
@@ -94,7 +93,7 @@ def test_empty() -> None:
     m = ChunkManifest.empty((3, 4))
     assert m.shape_chunk_grid == (3, 4)
     assert len(m) == 0
-    assert m.dict() == {}
+    assert m.to_dict() == {}
     assert m.missing.all()
     assert ChunkManifest({}, shape=(3, 4)) == m
 
@@ -148,7 +147,7 @@ def test_from_arrays_matches_dict_constructor() -> None:
 def test_from_arrays_single_path() -> None:
     m = ChunkManifest.from_arrays(paths="s3://b/x.nc", offsets=[0, 8, 16], lengths=[8, 8, 8])
     assert m.table == ("s3://b/x.nc",)
-    assert m.dict()["2"] == {"path": "s3://b/x.nc", "offset": 16, "length": 8}
+    assert m.to_dict()["2"] == {"path": "s3://b/x.nc", "offset": 16, "length": 8}
 
 
 def test_from_arrays_none_and_empty_are_missing() -> None:
@@ -274,13 +273,15 @@ def test_rename_paths_keeps_inlined_and_missing() -> None:
 def test_equality() -> None:
     m = three_kinds()
     assert m == three_kinds()
-    assert m != ChunkManifest({**m.dict(), "1.1": {**m.dict()["1.1"], "offset": 1}}, shape=(2, 2))
     assert m != ChunkManifest(
-        {**m.dict(), "1.1": {**m.dict()["1.1"], "path": "s3://x/y"}}, shape=(2, 2)
+        {**m.to_dict(), "1.1": {**m.to_dict()["1.1"], "offset": 1}}, shape=(2, 2)
     )
-    assert m != ChunkManifest({**m.dict(), "0.1": {"data": b"other"}}, shape=(2, 2))
-    assert m != ChunkManifest(m.dict(), shape=(2, 3))  # more (missing) chunks
-    assert m != ChunkManifest({k: v for k, v in m.dict().items() if k != "0.0"}, shape=(2, 2))
+    assert m != ChunkManifest(
+        {**m.to_dict(), "1.1": {**m.to_dict()["1.1"], "path": "s3://x/y"}}, shape=(2, 2)
+    )
+    assert m != ChunkManifest({**m.to_dict(), "0.1": {"data": b"other"}}, shape=(2, 2))
+    assert m != ChunkManifest(m.to_dict(), shape=(2, 3))  # more (missing) chunks
+    assert m != ChunkManifest({k: v for k, v in m.to_dict().items() if k != "0.0"}, shape=(2, 2))
     assert (m == "not a manifest") is False
 
 
@@ -304,7 +305,7 @@ def test_pickle(protocol: int) -> None:
     m = three_kinds()
     m2 = pickle.loads(pickle.dumps(m, protocol=protocol))
     assert m2 == m
-    assert m2.dict() == m.dict()
+    assert m2.to_dict() == m.to_dict()
     assert m2.nbytes == m.nbytes  # regression: nbytes crashed on unpickled (bytes-backed) arrays
 
 
@@ -313,7 +314,7 @@ def test_pickle(protocol: int) -> None:
 
 def test_getitem_broadcast_expand_dims() -> None:
     m = three_kinds()
-    assert m[1].dict() == {"1": m.dict()["1.1"]}
+    assert m[1].to_dict() == {"1": m.to_dict()["1.1"]}
     assert m[:, 1:].shape_chunk_grid == (2, 1)
     b = m[0].broadcast_to((3, 2))
     assert b.shape_chunk_grid == (3, 2)
@@ -323,7 +324,7 @@ def test_getitem_broadcast_expand_dims() -> None:
     assert e.get_entry((0, 0, 1)) == {"data": b"\x01\x02\x03"}
 
 
-def test_concatenate_and_stack_merge_tables() -> None:
+def test_concatenate_merges_tables() -> None:
     a = ChunkManifest({"0": {"path": "s3://b/x", "offset": 0, "length": 4}, "1": {"data": b"i1"}})
     b = ChunkManifest({"0": {"data": b"i2"}, "1": {"path": "s3://b/y", "offset": 4, "length": 4}})
     c = concatenate_manifests([a, b, a], axis=0)
@@ -334,10 +335,6 @@ def test_concatenate_and_stack_merge_tables() -> None:
         *(a.get_entry((i,)) for i in range(2)),
     ]
     assert sorted(map(str, c.table)) == sorted(map(str, ["s3://b/x", "s3://b/y", b"i1", b"i2"]))
-    s = stack_manifests([a, b], axis=1)
-    assert s.shape_chunk_grid == (2, 2)
-    assert s.get_entry((1, 0)) == {"data": b"i1"}
-    assert s.get_entry((0, 1)) == {"data": b"i2"}
 
 
 # -- memory: no per-chunk Python objects ---------------------------------------------------------
@@ -429,3 +426,8 @@ def test_grids_are_read_only() -> None:
     assert m.offsets.tolist() == [0, 1, 2, 3]
     offsets[0] = 5  # the caller's own array stays writable (the manifest does not copy it)
     assert pickle.loads(pickle.dumps(m)) == m
+
+
+def test_dict_is_an_alias_of_to_dict() -> None:
+    m = ChunkManifest({"0": REF})
+    assert m.dict() == m.to_dict() == {"0": REF}

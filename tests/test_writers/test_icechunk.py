@@ -61,16 +61,28 @@ def write_nc(
         lat = nc.createVariable("lat", "f4", ("lat",))
         lat.units = "degrees_north"
         lat[:] = np.linspace(-30, 30, NX)
-        air = nc.createVariable("air", "f4", ("time", "lat", "lon"), zlib=True, shuffle=True,
-                                complevel=complevel, chunksizes=(1, 2, 3), fill_value=-9999.0)  # fmt: skip
+        air = nc.createVariable(
+            "air",
+            "f4",
+            ("time", "lat", "lon"),
+            zlib=True,
+            shuffle=True,
+            complevel=complevel,
+            chunksizes=(1, 2, 3),
+            fill_value=-9999.0,
+        )
         air.units = "K"
         values = rng.normal(280, 10, size=(ntime, NX, NY)).astype("f4")
         values = np.ma.masked_where(values > 295, values)
         air[:] = values
-        packed = nc.createVariable("packed", "i2", ("time", "lat", "lon"), chunksizes=(1, NX, NY), fill_value=-1)  # fmt: skip
+        packed = nc.createVariable(
+            "packed", "i2", ("time", "lat", "lon"), chunksizes=(1, NX, NY), fill_value=-1
+        )
         packed.scale_factor, packed.add_offset = scale_factor, 10.0
         packed[:] = rng.uniform(0, 100, size=(ntime, NX, NY))
-        sparse = nc.createVariable("sparse", "f4", ("time", "lat", "lon"), chunksizes=(1, 2, NY), fill_value=-1.0)  # fmt: skip
+        sparse = nc.createVariable(
+            "sparse", "f4", ("time", "lat", "lon"), chunksizes=(1, 2, NY), fill_value=-1.0
+        )
         sparse[0, :2, :] = np.arange(2 * NY, dtype="f4").reshape(2, NY)
         height = nc.createVariable("height", "f4", ())
         height.units = "m"
@@ -123,9 +135,14 @@ def nc_group(path: Path) -> ManifestGroup:
             attrs = {k: ncvar.getncattr(k) for k in ncvar.ncattrs()}
             fill = attrs.get("_FillValue", netCDF4.default_fillvals[d.dtype.str[1:]])
             meta = create_v3_array_metadata(
-                shape=shape, data_type=d.dtype, chunk_shape=chunks, fill_value=fill,
-                codecs=_codecs(d), attributes=attrs, dimension_names=ncvar.dimensions,
-            )  # fmt: skip
+                shape=shape,
+                data_type=d.dtype,
+                chunk_shape=chunks,
+                fill_value=fill,
+                codecs=_codecs(d),
+                attributes=attrs,
+                dimension_names=ncvar.dimensions,
+            )
             manifest = ChunkManifest.from_path_ids(
                 table=[url], ids=ids, offsets=offsets, lengths=lengths
             )
@@ -162,8 +179,13 @@ def read_back(repo, group: str | None = None) -> xr.Dataset:
 
 
 def expected(*paths: Path) -> xr.Dataset:
-    return xr.concat([xr.open_dataset(p).load() for p in paths], dim="time", data_vars="minimal",
-                     coords="minimal", compat="override")  # fmt: skip
+    return xr.concat(
+        [xr.open_dataset(p).load() for p in paths],
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
 
 
 @pytest.fixture
@@ -222,7 +244,9 @@ def test_accessor_with_a_dask_backed_loaded_variable(repo, files):
     back = read_back(repo)
     xr.testing.assert_equal(back, xr.open_dataset(files[0]).load())
     assert repo.readonly_session(branch="main").chunk_type("/packed", [1, 0, 0]) in (
-        icechunk.ChunkType.native, icechunk.ChunkType.inline)  # fmt: skip
+        icechunk.ChunkType.native,
+        icechunk.ChunkType.inline,
+    )
 
 
 def test_append_minus_keeps_variables_without_the_append_dim(repo, files):
@@ -253,8 +277,13 @@ def test_group_writes_into_a_subgroup(repo, files):
 
 
 def test_append_equals_opening_all_files(repo, files):
-    first = xr.concat([virtual_ds(f) for f in files[:2]], dim="time", data_vars="minimal",
-                      coords="minimal", compat="override")  # fmt: skip
+    first = xr.concat(
+        [virtual_ds(f) for f in files[:2]],
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
     session = repo.writable_session("main")
     to_icechunk(first, session.store)
     session.commit("two files")
@@ -264,8 +293,9 @@ def test_append_equals_opening_all_files(repo, files):
 
     back = read_back(repo)
     xr.testing.assert_equal(back, expected(*files))
-    with xr.open_mfdataset(files, combine="by_coords", data_vars="minimal", coords="minimal",
-                           compat="override") as mf:  # fmt: skip
+    with xr.open_mfdataset(
+        files, combine="by_coords", data_vars="minimal", coords="minimal", compat="override"
+    ) as mf:
         xr.testing.assert_equal(back, mf.load())
 
 
@@ -360,8 +390,13 @@ def test_mode_w_minus_refuses_an_existing_group_and_w_overwrites(repo, files):
 
 
 def test_region_write_replaces_references(repo, files):
-    both = xr.concat([virtual_ds(f) for f in files[:2]], dim="time", data_vars="minimal",
-                     coords="minimal", compat="override")  # fmt: skip
+    both = xr.concat(
+        [virtual_ds(f) for f in files[:2]],
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
     session = repo.writable_session("main")
     to_icechunk(both, session.store)
     # put file 2's data where file 1's was: only variables along time
@@ -376,13 +411,21 @@ def test_region_write_replaces_references(repo, files):
     np.testing.assert_array_equal(back["time"].values, expected(*files[:2])["time"].values)
     air_only = virtual_ds(files[2], loadable=())[["air"]].drop_vars(["time", "lat"])
     with pytest.raises(WriterError, match="not aligned"):
-        to_icechunk(air_only.isel(lat=slice(0, 2)),
-                    repo.writable_session("main").store, region={"time": slice(3, 6), "lat": slice(1, 3)})  # fmt: skip
+        to_icechunk(
+            air_only.isel(lat=slice(0, 2)),
+            repo.writable_session("main").store,
+            region={"time": slice(3, 6), "lat": slice(1, 3)},
+        )
 
 
 def test_region_with_mode_a_and_read_only_stores(repo, files):
-    both = xr.concat([virtual_ds(f) for f in files[:2]], dim="time", data_vars="minimal",
-                     coords="minimal", compat="override")  # fmt: skip
+    both = xr.concat(
+        [virtual_ds(f) for f in files[:2]],
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
     session = repo.writable_session("main")
     to_icechunk(both, session.store)
     third = virtual_ds(files[2], loadable=("time", "packed")).drop_vars(["lat", "height"])
@@ -439,8 +482,12 @@ def test_one_call_path_adds_containers_for_new_directories(tmp_path, files):
     more.mkdir()
     other = write_nc(more / "x.nc", start=3)
     to_icechunk(virtual_ds(other), target, group="g", append_dim="time")
-    prefixes = {c.url_prefix for c in icechunk.Repository.fetch_config(
-        icechunk.local_filesystem_storage(str(target))).virtual_chunk_containers.values()}  # fmt: skip
+    prefixes = {
+        c.url_prefix
+        for c in icechunk.Repository.fetch_config(
+            icechunk.local_filesystem_storage(str(target))
+        ).virtual_chunk_containers.values()
+    }
     assert prefixes == {file_prefix(files[0]), file_prefix(other)}
     xr.testing.assert_equal(open_icechunk(target, group="g").load(), expected(files[0], other))
 
@@ -468,9 +515,17 @@ def test_one_call_path_on_s3(s3_server, files, monkeypatch):
     to_icechunk(on_s3(files[1]), target, append_dim="time")
     back = open_icechunk(target).load()
     xr.testing.assert_equal(back, expected(*files[:2]))
-    config = icechunk.Repository.fetch_config(icechunk.s3_storage(
-        bucket=repos, prefix="air", endpoint_url=s3_server.endpoint, allow_http=True,
-        force_path_style=True, region=s3_server.region, from_env=True))  # fmt: skip
+    config = icechunk.Repository.fetch_config(
+        icechunk.s3_storage(
+            bucket=repos,
+            prefix="air",
+            endpoint_url=s3_server.endpoint,
+            allow_http=True,
+            force_path_style=True,
+            region=s3_server.region,
+            from_env=True,
+        )
+    )
     assert [c.url_prefix for c in config.virtual_chunk_containers.values()] == [f"s3://{data}/"]
 
 
@@ -498,8 +553,9 @@ def test_error_after_partial_write_commits_nothing(tmp_path, files):
     # loaded variables (time) are appended first; then icechunk refuses a location that
     # is not a URL (only possible unvalidated), after part of the dataset is in the session
     m = ds["air"].data.manifest
-    bad = ChunkManifest.from_path_ids(table=["not-a-url"], ids=m.path_ids, offsets=m.offsets,
-                                      lengths=m.lengths, normalize=False)  # fmt: skip
+    bad = ChunkManifest.from_path_ids(
+        table=["not-a-url"], ids=m.path_ids, offsets=m.offsets, lengths=m.lengths, normalize=False
+    )
     ds["air"] = ds["air"].copy(data=ManifestArray(ds["air"].data.metadata, bad))
     with pytest.raises(icechunk.IcechunkError, match="not-a-url"):
         to_icechunk(ds, repo, append_dim="time", validate_containers=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -243,9 +242,14 @@ def test_parquet_first_reference_inlined(tmp_path: Path) -> None:
     """virtualizarr 2.8 wrote parquet that fsspec could not read when row 0 was inlined."""
     data = np.arange(40, dtype="<i4").reshape(8, 5)
     arr = virtual_array(
-        tmp_path / "a.bin", data, (2, 5), inline=[(0, 0)], missing=[(2, 0)], fill_value=-1,
+        tmp_path / "a.bin",
+        data,
+        (2, 5),
+        inline=[(0, 0)],
+        missing=[(2, 0)],
+        fill_value=-1,
         dimension_names=("y", "x"),
-    )  # fmt: skip
+    )
     ds = xr.Dataset({"a": xr.Variable(("y", "x"), arr)})
     out = tmp_path / "refs.parq"
     to_kerchunk(ds, out, format="parquet")
@@ -302,9 +306,12 @@ def test_fortran_order_from_transpose(tmp_path: Path) -> None:
     data = np.arange(12, dtype="<i2").reshape(3, 4)
     (tmp_path / "f.bin").write_bytes(np.asfortranarray(data).tobytes(order="F"))
     meta = create_v3_array_metadata(
-        shape=(3, 4), data_type="<i2", chunk_shape=(3, 4), dimension_names=("y", "x"),
+        shape=(3, 4),
+        data_type="<i2",
+        chunk_shape=(3, 4),
+        dimension_names=("y", "x"),
         codecs=[{"name": "transpose", "configuration": {"order": [1, 0]}}],
-    )  # fmt: skip
+    )
     m = ChunkManifest({"0.0": {"path": str(tmp_path / "f.bin"), "offset": 0, "length": 24}})
     ds = xr.Dataset({"f": (("y", "x"), ManifestArray(meta, m))})
     assert json.loads(to_kerchunk(ds)["refs"]["f/.zarray"])["order"] == "F"
@@ -316,9 +323,12 @@ def test_codec_without_v2_equivalent_names_variable_and_codec(tmp_path: Path) ->
     from zarr.codecs import BytesCodec, ShardingCodec
 
     meta = create_v3_array_metadata(
-        shape=(4,), data_type="<i4", chunk_shape=(4,), dimension_names=("x",),
+        shape=(4,),
+        data_type="<i4",
+        chunk_shape=(4,),
+        dimension_names=("x",),
         codecs=[ShardingCodec(chunk_shape=(2,), codecs=[BytesCodec()])],
-    )  # fmt: skip
+    )
     ds = xr.Dataset({"sharded": (("x",), ManifestArray(meta, ChunkManifest.empty((1,))))})
     with pytest.raises(CodecNotSupportedError, match=r"sharded.*sharding_indexed"):
         to_kerchunk(ds)
@@ -326,9 +336,14 @@ def test_codec_without_v2_equivalent_names_variable_and_codec(tmp_path: Path) ->
 
 def test_conflicting_fill_value_and_missing_chunks_raise(tmp_path: Path) -> None:
     arr = virtual_array(
-        tmp_path / "a.bin", np.arange(4.0), (2,), missing=[(1,)], fill_value=0.0,
-        dimension_names=("x",), attributes={"_FillValue": -1.0},
-    )  # fmt: skip
+        tmp_path / "a.bin",
+        np.arange(4.0),
+        (2,),
+        missing=[(1,)],
+        fill_value=0.0,
+        dimension_names=("x",),
+        attributes={"_FillValue": -1.0},
+    )
     ds = xr.Dataset({"a": xr.Variable(("x",), arr, {"_FillValue": -1.0})})
     with pytest.raises(WriterError, match=r"'a'.*_FillValue"):
         to_kerchunk(ds)
@@ -353,9 +368,11 @@ def test_nested_groups(tmp_path: Path) -> None:
         # URL protocols, so name the protocol (it is a reader limitation, see docs)
         opts = {"fo": out, "remote_protocol": "file"}
         sub = xr.open_dataset(
-            "reference://", engine="zarr", group="sub",
+            "reference://",
+            engine="zarr",
+            group="sub",
             backend_kwargs={"consolidated": False, "storage_options": opts},
-        )  # fmt: skip
+        )
         np.testing.assert_array_equal(sub.inner.values, data)
         ours = parser(group="sub")(out, ObjectStoreRegistry())
         assert ours.group.attributes == {"a": 1}
@@ -452,11 +469,17 @@ def test_real_netcdf4_files_through_fsspec(rel: str, tmp_path: Path) -> None:
 
 
 HDF5_REAL = [
-    "netcdf4_hdf5/air.nc", "netcdf4_hdf5/basin_mask.nc", "netcdf4_hdf5/test_gold.nc",
-    "netcdf4_hdf5/issue671.nc", "netcdf4_hdf5/nctest_netcdf4_classic.nc",
-    "netcdf4_hdf5/20171025_2056.Cloud_Top_Height.nc", "netcdf4_hdf5/ref_tst_irish_rover.nc",
-    "netcdf4_hdf5/hdf5_mini_shuffle_zstd.h5", "netcdf4_hdf5/hdf5_mini_blosc.h5", "netcdf4_hdf5/ref_szip.h5",
-]  # fmt: skip
+    "netcdf4_hdf5/air.nc",
+    "netcdf4_hdf5/basin_mask.nc",
+    "netcdf4_hdf5/test_gold.nc",
+    "netcdf4_hdf5/issue671.nc",
+    "netcdf4_hdf5/nctest_netcdf4_classic.nc",
+    "netcdf4_hdf5/20171025_2056.Cloud_Top_Height.nc",
+    "netcdf4_hdf5/ref_tst_irish_rover.nc",
+    "netcdf4_hdf5/hdf5_mini_shuffle_zstd.h5",
+    "netcdf4_hdf5/hdf5_mini_blosc.h5",
+    "netcdf4_hdf5/ref_szip.h5",
+]
 
 
 @requires_real_data
@@ -481,10 +504,10 @@ def test_real_files_parsed_by_hdf_parser_through_fsspec(rel: str, tmp_path: Path
         assert_same_values(got, expected)
 
 
-# -- speed -------------------------------------------------------------------------------------
+# -- many references (speed: benchmarks/kerchunk_write.py, not timed here) -------------------------
 
 
-def test_json_for_140k_references_is_fast(tmp_path: Path) -> None:
+def test_json_for_140k_references(tmp_path: Path) -> None:
     grid = (8760, 16)
     n = math.prod(grid)
     ids = (np.arange(n, dtype=np.uint32) // 384).reshape(grid)
@@ -499,9 +522,7 @@ def test_json_for_140k_references_is_fast(tmp_path: Path) -> None:
     )
     ds = xr.Dataset({"v": (("t", "x"), ManifestArray(meta, m))})
     out = tmp_path / "big.json"
-    t0 = time.perf_counter()
     to_kerchunk(ds, out, format="json")
-    elapsed = time.perf_counter() - t0
     refs = strict_json(out.read_text())["refs"]
     assert len(refs) == n + 4
     assert refs["v/8759.15"] == [
@@ -509,7 +530,6 @@ def test_json_for_140k_references_is_fast(tmp_path: Path) -> None:
         (n - 1) * 1000 + 512,
         1000,
     ]
-    assert elapsed < 1.0, f"{elapsed:.2f} s (target 0.3 s, benchmarks/kerchunk_write.py)"
     assert os.path.getsize(out) > 0
 
 
@@ -567,10 +587,15 @@ def test_array_filter_output_byte_order(tmp_path: Path) -> None:
     delta = Delta(dtype="<i4", astype=">i2")
     (tmp_path / "d.bin").write_bytes(delta.encode(data).tobytes())
     meta = create_v3_array_metadata(
-        shape=(6,), data_type="<i4", chunk_shape=(6,), dimension_names=("x",),
-        codecs=[{"name": "numcodecs.delta", "configuration": {"dtype": "<i4", "astype": ">i2"}},
-                BytesCodec(endian="big")],
-    )  # fmt: skip
+        shape=(6,),
+        data_type="<i4",
+        chunk_shape=(6,),
+        dimension_names=("x",),
+        codecs=[
+            {"name": "numcodecs.delta", "configuration": {"dtype": "<i4", "astype": ">i2"}},
+            BytesCodec(endian="big"),
+        ],
+    )
     m = ChunkManifest({"0": {"path": str(tmp_path / "d.bin"), "offset": 0, "length": 12}})
     ds = xr.Dataset({"d": (("x",), ManifestArray(meta, m))})
     zarray = json.loads(to_kerchunk(ds)["refs"]["d/.zarray"])

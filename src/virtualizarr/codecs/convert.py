@@ -44,8 +44,12 @@ __all__ = [
 _BLOSC_SHUFFLE = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
 _BLOSC_SHUFFLE_INV = {v: k for k, v in _BLOSC_SHUFFLE.items()}
 # numcodecs filters whose encoded output has another dtype: config key holding it
-_OUTPUT_DTYPE_KEY = {"delta": "astype", "fixedscaleoffset": "astype", "quantize": "astype",
-                     "astype": "encode_dtype"}  # fmt: skip
+_OUTPUT_DTYPE_KEY = {
+    "delta": "astype",
+    "fixedscaleoffset": "astype",
+    "quantize": "astype",
+    "astype": "encode_dtype",
+}
 _OBJECT_CODECS = {"vlen-utf8": VLenUTF8Codec, "vlen-bytes": VLenBytesCodec}
 
 

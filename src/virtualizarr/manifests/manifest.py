@@ -262,7 +262,7 @@ class ChunkManifest:
         >>> import numpy as np
         >>> m = ChunkManifest.from_path_ids(table=["/data/a.nc"], ids=np.zeros(3, np.uint32),
         ...     offsets=np.array([0, 10, 20]), lengths=np.array([10, 10, 10]))
-        >>> m.dict()["2"]
+        >>> m.to_dict()["2"]
         {'path': 'file:///data/a.nc', 'offset': 20, 'length': 10}
         """
         ids = np.asarray(ids, dtype=np.uint32)
@@ -419,7 +419,7 @@ class ChunkManifest:
             assert entry is not None
             yield _chunk_key(idx), entry
 
-    def dict(self) -> dict[str, ChunkEntry]:
+    def to_dict(self) -> dict[str, ChunkEntry]:
         """The present chunks as ``{"i.j": {"path", "offset", "length"} | {"data": bytes}}``."""
         return dict(self.items())
 
@@ -476,7 +476,7 @@ class ChunkManifest:
         function from old URL to new URL, applied once per distinct file.
 
         >>> m = ChunkManifest({"0": {"path": "/a/x.nc", "offset": 0, "length": 4}})
-        >>> m.rename_paths(lambda p: p.replace("file:///a", "s3://bucket")).dict()["0"]["path"]
+        >>> m.rename_paths(lambda p: p.replace("file:///a", "s3://bucket")).to_dict()["0"]["path"]
         's3://bucket/x.nc'
         """
         if isinstance(new, str):
@@ -514,6 +514,10 @@ class ChunkManifest:
     def expand_dims(self, axis: int) -> ChunkManifest:
         return self._map(lambda a: np.expand_dims(a, axis))
 
+    # the old name, kept for existing callers; last in the class body so that the builtin
+    # ``dict`` is what every annotation above means
+    dict = to_dict
+
 
 def _combine(
     manifests: Sequence[ChunkManifest], func: Callable[[list[np.ndarray]], np.ndarray]
@@ -531,8 +535,3 @@ def _combine(
 def concatenate_manifests(manifests: Iterable[ChunkManifest], axis: int) -> ChunkManifest:
     """Join manifests along an existing axis of the chunk grid."""
     return _combine(list(manifests), lambda arrs: np.concatenate(arrs, axis=axis))
-
-
-def stack_manifests(manifests: Iterable[ChunkManifest], axis: int) -> ChunkManifest:
-    """Join manifests along a new axis of the chunk grid."""
-    return _combine(list(manifests), lambda arrs: np.stack(arrs, axis=axis))

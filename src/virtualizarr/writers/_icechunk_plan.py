@@ -31,8 +31,16 @@ if TYPE_CHECKING:
 MODES = ("w", "w-", "a", "a-", "r+")
 # Attributes that change how stored values decode: appending bytes encoded with other ones
 # would silently give wrong values.
-CF_ENCODING_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "units",
-                     "calendar", "_Unsigned", "dtype")  # fmt: skip
+CF_ENCODING_ATTRS = (
+    "scale_factor",
+    "add_offset",
+    "_FillValue",
+    "missing_value",
+    "units",
+    "calendar",
+    "_Unsigned",
+    "dtype",
+)
 # Characters that a location URL may hold unescaped (icechunk parses locations as URLs, so
 # "%", "?", "#", spaces and non-ASCII in a key must be percent-encoded).
 _URL_SAFE = "/:@!$&'()*+,;=~"

@@ -80,9 +80,14 @@ def _container(prefix: str) -> Any:
         store = icechunk.local_filesystem_store(rest)
     elif scheme == "s3":
         endpoint = os.environ.get("AWS_ENDPOINT_URL")  # S3-compatible servers (MinIO, moto)
-        store = icechunk.s3_store(region=_aws_region(), endpoint_url=endpoint, anonymous=not _aws_env_creds(),
-                                  s3_compatible=bool(endpoint), allow_http=bool(endpoint),
-                                  force_path_style=bool(endpoint))  # fmt: skip
+        store = icechunk.s3_store(
+            region=_aws_region(),
+            endpoint_url=endpoint,
+            anonymous=not _aws_env_creds(),
+            s3_compatible=bool(endpoint),
+            allow_http=bool(endpoint),
+            force_path_style=bool(endpoint),
+        )
     elif scheme in ("gs", "gcs"):
         store = icechunk.gcs_store()
     elif scheme in ("http", "https"):

@@ -109,8 +109,14 @@ def to_icechunk(
     """
     import icechunk
 
-    kwargs = {"group": group, "mode": mode, "append_dim": append_dim, "region": region,
-              "validate_containers": validate_containers, "last_updated_at": last_updated_at}  # fmt: skip
+    kwargs = {
+        "group": group,
+        "mode": mode,
+        "append_dim": append_dim,
+        "region": region,
+        "validate_containers": validate_containers,
+        "last_updated_at": last_updated_at,
+    }
     if isinstance(store, icechunk.Session):
         store = store.store
     if isinstance(store, icechunk.IcechunkStore):
@@ -269,8 +275,11 @@ def _write_loaded(
         var.attrs = json_attrs(var.attrs, None)  # the spelling every writer uses
         variables[name] = var
     if mode == "a-":  # existing variables without the append dimension stay as they are
-        variables = {k: v for k, v in variables.items() if append_dim in v.dims
-                     or get_doc(store, join(prefix, str(k), "zarr.json")) is None}  # fmt: skip
+        variables = {
+            k: v
+            for k, v in variables.items()
+            if append_dim in v.dims or get_doc(store, join(prefix, str(k), "zarr.json")) is None
+        }
     # Coordinates are already encoded as "coordinates" attributes, so every variable goes in
     # as a data variable (dimension coordinates become indexes by themselves).
     sub = xr.Dataset(variables, attrs=json_attrs(global_attrs, None))  # no NaN literals
