@@ -27,7 +27,9 @@ Usage (in a test)::
 ``"open"`` (``open_virtual_dataset`` with the default loadable variables, then
 ``to_kerchunk(format="dict")`` and a check that every reference lies inside the file) or
 ``"read"`` (``"open"`` and then every variable's values through ``ds.vz.open_data()``).
-``opener="module:function"`` calls ``function(path, **opener_kwargs)`` instead.
+``opener="module:function"`` calls ``function(path, **opener_kwargs)`` instead. Parser
+options go in ``parser_kwargs`` (``run.many(src, cases, parser="HDFParser",
+parser_kwargs={"engine": "h5py"})``).
 
 Directory sources (Zarr stores, kerchunk parquet) use :func:`tree_mutants`: each mutant
 changes (or deletes) one member file of a copy of the tree.
@@ -531,10 +533,11 @@ def _classify(mutant: Mutant, path: Path, reply: dict[str, Any]) -> Outcome:
             )
         return Outcome(mutant.name, "ok", reply.get("note", ""), peak_rss=peak)
     name, message, named_class = exc["type"], exc["message"], exc["virtualizarr"]
+    mro = set(exc.get("mro", [name]))  # a subclass of FileNotFoundError is one
     detail = f"{name}: {message[:300]}"
-    if mutant.expect and name not in mutant.expect:
+    if mutant.expect and not mro & set(mutant.expect):
         return Outcome(mutant.name, "BAD", f"expected {'/'.join(mutant.expect)}; got {detail}")
-    if not (named_class or name in _NAMED_BUILTINS):
+    if not (named_class or mro & set(_NAMED_BUILTINS)):
         return Outcome(mutant.name, "BAD", detail, peak_rss=peak)
     if str(path) not in message:
         return Outcome(mutant.name, "BAD", f"message does not name the file: {detail}")
@@ -579,14 +582,20 @@ def _check_refs(refs: dict[str, Any], path: str) -> str:
     return ""
 
 
-def _open(path: str, parser: str | None, read: bool = False, group: str | None = None) -> str:
+def _open(
+    path: str,
+    parser: str | None,
+    read: bool = False,
+    group: str | None = None,
+    parser_kwargs: dict[str, Any] | None = None,
+) -> str:
     import warnings
 
     import numpy as np
 
     from virtualizarr import open_virtual_dataset, parsers
 
-    p = getattr(parsers, parser)() if parser else None
+    p = getattr(parsers, parser)(**(parser_kwargs or {})) if parser else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = open_virtual_dataset(path, parser=p, group=group)
@@ -601,7 +610,7 @@ def _open(path: str, parser: str | None, read: bool = False, group: str | None =
     return f"{len(ds.variables)} variables"
 
 
-def _parse_only(path: str, parser: str | None) -> str:
+def _parse_only(path: str, parser: str | None, parser_kwargs: dict[str, Any] | None = None) -> str:
     import warnings
 
     from virtualizarr import parsers
@@ -612,7 +621,8 @@ def _parse_only(path: str, parser: str | None) -> str:
     url = "file://" + path if path.startswith("/") else path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = getattr(parsers, parser)() if parser else detect_parser(url, registry)
+        p = getattr(parsers, parser)(**(parser_kwargs or {})) if parser else None
+        p = p or detect_parser(url, registry)
         store = p(url, registry)
     return f"{len(list(store.group.walk()))} nodes"
 
@@ -662,6 +672,7 @@ def _worker(memory: int) -> None:
                 message += "\n" + note
             reply["exc"] = {
                 "type": type(e).__name__,
+                "mro": [c.__name__ for c in type(e).__mro__],
                 "message": message,
                 "virtualizarr": isinstance(e, errors.VirtualiZarrError),
             }

@@ -120,6 +120,8 @@ class KerchunkParquetParser(_Options):
                 raise ValueError(f"record_size {record_size} is not a positive integer")
             meta = {k: _doc(v, url, k) for k, v in zmeta["metadata"].items()}
         except FileNotFoundError as e:
+            if not _exists(url, registry):
+                raise FileNotFoundError(f"{url}: no such kerchunk parquet directory.") from e
             raise ParserError(
                 f"{url} has no .zmetadata: it is not kerchunk parquet references."
             ) from e
@@ -144,6 +146,19 @@ def _read_object(url: str, registry: ObjectStoreRegistry) -> bytes:
         if "not found" in str(e).lower() or type(e).__name__ == "NotFoundError":
             raise FileNotFoundError(f"Cannot read {url}: {e}") from e
         raise OSError(f"Cannot read {url}: {type(e).__name__}: {e}") from e
+
+
+def _exists(url: str, registry: ObjectStoreRegistry) -> bool:
+    """Whether anything is stored under the prefix ``url`` (one listing)."""
+    import obstore
+
+    try:
+        store, key = registry.resolve(url)
+        for batch in obstore.list(store, prefix=key.strip("/") + "/", chunk_size=1):
+            return bool(batch)
+    except Exception:  # noqa: BLE001  (stores that cannot list: assume it is there)
+        return True
+    return False
 
 
 def _loads(data: bytes, where: str) -> Any:

@@ -120,7 +120,14 @@ class ZarrParser:
         if self.group:
             root_url = f"{root_url}/{self.group}"
         src = ZarrSource(registry, root_url)
-        tree = _discover(src)
+        try:
+            tree = _discover(src)
+        except FileNotFoundError as e:
+            if not self.group:
+                raise
+            raise ParserError(
+                f"{root_url} is not a Zarr store: group {self.group!r} of the store does not exist."
+            ) from e
         arrays = [a for a in _walk_arrays(tree) if not self._dropped(a.path)]
         built: dict[str, ManifestArray] = {}
         skipped: list[str] = []
@@ -240,6 +247,8 @@ def _group_from_flat(flat: dict[str, _ArrayDoc | _GroupDoc], fmt: int) -> _Group
 def _discover(src: ZarrSource) -> _GroupDoc:
     """The hierarchy at the source's root: from consolidated metadata, else by listing."""
     root = _read_node(src, "", 3)
+    if root is None and not src.list_objects("")[0]:  # (one listing, on this error path only)
+        raise FileNotFoundError(f"{src.root_url}: no such Zarr store (nothing is there).")
     if root is None:
         raise ParserError(
             f"{src.root_url} is not a Zarr store: found no zarr.json, .zgroup or .zarray there."
