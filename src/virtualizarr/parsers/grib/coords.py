@@ -143,7 +143,8 @@ def geography(
     column-major or boustrophedonic scanning) keeps the message's 1-D ``values`` order.
     """
     n, ni, nj = r["numberOfDataPoints"], r["Ni"], r["Nj"]
-    lat, lon = _latlon(url, registry, r["message"], n)
+    # spherical harmonics have no points: do not fetch the message to learn that
+    lat, lon = (None, None) if r["gridType"] == "sh" else _latlon(url, registry, r["message"], n)
     lat_attrs = {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"}
     lon_attrs = {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"}
     rows_of_ni = (
