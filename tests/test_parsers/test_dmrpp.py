@@ -380,3 +380,50 @@ def test_malformed_numbers_raise_parser_errors(
         tracemalloc.stop()
     assert str(dmrpp) in str(info.value)
     assert peak < 64 << 20
+
+
+def _transfer(server: Any, path: Path) -> tuple[int, int]:
+    """Requests made for ``path`` on the loopback HTTP server, and the bytes they returned."""
+    name = "/" + path.relative_to(server.root).as_posix()
+    size, n, nbytes = path.stat().st_size, 0, 0
+    for method, p, rng in server.requests:
+        if p == name:
+            n += 1
+            if method == "GET":
+                first, _, last = (
+                    (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
+                )
+                nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
+    return n, nbytes
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("big", [False, True])
+def test_over_http_one_request_per_document(tmp_path: Path, http_server: Any, big: bool) -> None:
+    """The document in one ranged GET (its size comes with it, no HEAD); a document over the
+    1 MiB first read in two. The data file is never touched. Values equal h5py's."""
+    from obstore.store import HTTPStore
+
+    def build(f: h5py.File) -> None:
+        f.create_dataset("a", data=np.arange(12, dtype="i2").reshape(3, 4), chunks=(2, 2))
+        if big:  # 1.5 MiB of attribute text in the document
+            for i in range(48):
+                f["a"].attrs[f"note_{i}"] = "x" * 32768
+
+    h5_path, dmrpp = make(tmp_path, build)
+    served = http_server.mkdir()
+    (served / "data.h5").write_bytes(h5_path.read_bytes())
+    (served / "data.h5.dmrpp").write_text(dmrpp.read_text())
+    registry = ObjectStoreRegistry(
+        {http_server.url: HTTPStore.from_url(http_server.url, client_options={"allow_http": True})}
+    )
+    url = http_server.url_for(served / "data.h5.dmrpp")
+    store = DMRPPParser(data_url=http_server.url_for(served / "data.h5"))(url, registry)
+    requests, nbytes = _transfer(http_server, served / "data.h5.dmrpp")
+    size = (served / "data.h5.dmrpp").stat().st_size
+    assert requests == (2 if big else 1)
+    assert nbytes == size
+    assert _transfer(http_server, served / "data.h5") == (0, 0)
+    np.testing.assert_array_equal(
+        zarr.open_array(store, path="a", mode="r")[...], h5py.File(h5_path)["a"][...]
+    )

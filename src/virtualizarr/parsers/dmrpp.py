@@ -28,7 +28,7 @@ from virtualizarr.errors import (
     VariableSkippedWarning,
     VirtualiZarrError,
 )
-from virtualizarr.io import file_size, read_range
+from virtualizarr.io import open_source
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import create_v3_array_metadata
@@ -88,7 +88,9 @@ class DMRPPParser:
 
     def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
         url = normalize_path(url)
-        text = read_range(url, 0, file_size(url, registry), registry)
+        # the whole document: one request with its size up to 1 MiB, two up to 8 MiB
+        with open_source(url, registry) as src:
+            text = src.read(0, src.size)
         try:
             root = ET.fromstring(text)
         except (ET.ParseError, LookupError) as e:  # LookupError: an unknown encoding
