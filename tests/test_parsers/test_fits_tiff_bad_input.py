@@ -302,3 +302,29 @@ def test_header_cards_equal_astropys_header(tmp_path: Path) -> None:
     assert attrs["LONGSTR"] == "x" * 150 + " end"
     assert attrs["COMMENT"] == "first comment"
     assert attrs["HISTORY"] == "history line"
+
+
+@pytest.mark.parametrize("nrows", [5, 10**18])
+def test_zero_width_table_with_any_row_count_allocates_nothing(tmp_path: Path, nrows: int) -> None:
+    """NAXIS1 = 0 (only zero-width columns): NAXIS2 is not bounded by the file, so nothing
+    may be sized by it; 5 rows read as astropy reads them."""
+    import tracemalloc
+
+    ext = [card("XTENSION", "BINTABLE"), card("BITPIX", 8), card("NAXIS", 2), card("NAXIS1", 0),
+           card("NAXIS2", nrows), card("PCOUNT", 0), card("GCOUNT", 1), card("TFIELDS", 2),
+           card("TFORM1", "0D"), card("TTYPE1", "z"), card("TFORM2", "0A"), card("TTYPE2", "s")]  # fmt: skip
+    path = tmp_path / "zw.fits"
+    path.write_bytes(fits_file([*image_cards(8), card("EXTEND", True)]) + fits_file(ext))
+    tracemalloc.start()
+    try:
+        store = parse_fits(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    arrays = store.group.groups["hdu_1"].arrays
+    assert arrays["z"].shape == arrays["s"].shape == (nrows, 0)
+    if nrows == 5:
+        with fits.open(path) as ref:
+            got = zarr.open_group(store, mode="r", zarr_format=3)["hdu_1/z"][...]
+            assert got.shape == ref[1].data["z"].shape

@@ -162,8 +162,10 @@ class _Column:
             parsed = tuple(int(d) for d in re.findall(r"\d+", tdim))[::-1]
             if math.prod(parsed) == self.repeat:
                 dims = parsed
-        if self.code == "A":  # the fastest TDIM axis (or the repeat) is the string length
+        if self.code == "A" and self.repeat:  # the fastest axis (or repeat) is the string length
             dims = dims[:-1]
+        elif self.code == "A" or self.repeat == 0:  # zero width: an empty axis, no bytes
+            dims = (0,)
         self.dims = dims
 
 
@@ -230,9 +232,10 @@ def bintable_group(
         )
     rows = min(max(nrows, 1), max(1, max_chunk_bytes // max(rowlen, 1)))
     nchunks = math.ceil(nrows / rows)
-    starts = np.arange(nchunks, dtype=np.uint64) * np.uint64(rows)
-    offsets = np.uint64(data_offset) + starts * np.uint64(rowlen)
-    lengths = np.minimum(np.uint64(rows), np.uint64(nrows) - starts) * np.uint64(rowlen)
+    if rowlen:  # (rows of 0 bytes: only zero-width columns, nothing to reference)
+        starts = np.arange(nchunks, dtype=np.uint64) * np.uint64(rows)
+        offsets = np.uint64(data_offset) + starts * np.uint64(rowlen)
+        lengths = np.minimum(np.uint64(rows), np.uint64(nrows) - starts) * np.uint64(rowlen)
     arrays: dict[str, ManifestArray] = {}
     for col in _columns(header):
         name = col.name if col.name not in arrays else f"{col.name}_{col.index}"
