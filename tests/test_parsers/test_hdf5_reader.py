@@ -183,6 +183,20 @@ def test_chunk_index_types_match(
     assert_same(path, caplog, own_only=True)
 
 
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_paged_files_with_superblock_extension_match(
+    tmp_path: Path, libver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # paged aggregation ("cloud-optimized HDF5") writes a superblock extension
+    path = tmp_path / f"paged_{libver}.h5"
+    with h5py.File(path, "w", fs_strategy="page", fs_page_size=4096, libver=libver) as f:
+        f.create_dataset("x", data=np.arange(1000.0), chunks=(100,), compression="gzip")
+        f.create_group("g").create_dataset("y", data=np.arange(3))
+        for i in range(12):
+            f.attrs[f"k{i}"] = i
+    assert_same(path, caplog, own_only=True)
+
+
 def test_netcdf4_python_files_match(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     netCDF4 = pytest.importorskip("netCDF4")
     path = tmp_path / "nc4.nc"

@@ -13,6 +13,7 @@ structure, and the parser reads that file with h5py instead: never a wrong refer
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,9 +97,35 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
                 f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
             )
         f = H5File(source, url)
-        yield OwnObjects(f, read_superblock(f))
+        yield OwnObjects(f, _extended(f, read_superblock(f)))
     finally:
         source.close()
+
+
+_SHARED_MESSAGE_TABLE = 0x0F
+_BTREE_K = 0x13
+
+
+def _extended(f: H5File, sb: Any) -> Any:
+    """The superblock with what its extension says (written for paged files, "cloud-optimized
+    HDF5"): B-tree K values are taken; shared object header messages are not read by us."""
+    if sb.extension is None:
+        return sb
+    [ext] = read_headers(f, [sb.extension])
+    if ext.find(_SHARED_MESSAGE_TABLE) is not None:
+        raise Fallback("shared object header messages (a shared message table)")
+    k = ext.find(_BTREE_K)
+    if k is not None:
+        body = k.body
+        if len(body) < 7 or body[0] != 0:
+            raise f.corrupt("superblock extension", "bad B-tree K values message")
+        storage_k = int.from_bytes(body[1:3], "little")
+        internal_k = int.from_bytes(body[3:5], "little")
+        leaf_k = int.from_bytes(body[5:7], "little")
+        sb = dataclasses.replace(
+            sb, indexed_storage_k=storage_k, group_internal_k=internal_k, group_leaf_k=leaf_k
+        )
+    return sb
 
 
 class OwnObjects:

@@ -226,9 +226,6 @@ def read_superblock(f: H5File) -> Superblock:
         raise Fallback(f"superblock version {version}")
     if sb.base != 0 or base != 0:
         raise Fallback("a user block (addresses relative to a base address)")
-    if sb.extension is not None:
-        # the extension may change the B-tree K values or enable shared messages
-        raise Fallback("a superblock extension")
     return sb
 
 
