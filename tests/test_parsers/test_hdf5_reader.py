@@ -197,6 +197,21 @@ def test_paged_files_with_superblock_extension_match(
     assert_same(path, caplog, own_only=True)
 
 
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_user_block_files_match(
+    tmp_path: Path, libver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # addresses count from the superblock, after the user block; references are absolute
+    path = tmp_path / f"ub_{libver}.h5"
+    with h5py.File(path, "w", userblock_size=1024, libver=libver) as f:
+        f.create_dataset("chunked", data=np.arange(10, dtype="<i4"), chunks=(5,))
+        f.create_dataset("contiguous", data=np.arange(10, dtype="<i4"))
+        f.create_dataset("ext", data=np.arange(100, dtype="<i4"), chunks=(5,), maxshape=(None,))
+        f.attrs.create("vlen", "a string", dtype=h5py.string_dtype())
+    got = assert_same(path, caplog, own_only=True)
+    assert int(got.arrays["contiguous"].manifest.offsets.ravel()[0]) > 1024
+
+
 def test_netcdf4_python_files_match(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     netCDF4 = pytest.importorskip("netCDF4")
     path = tmp_path / "nc4.nc"

@@ -64,7 +64,13 @@ from virtualizarr.parsers.hdf5.object_header import (
     read_headers,
     shared_address,
 )
-from virtualizarr.parsers.hdf5.superblock import SIGNATURE, Fallback, H5File, read_superblock
+from virtualizarr.parsers.hdf5.superblock import (
+    SIGNATURE,
+    Based,
+    Fallback,
+    H5File,
+    read_superblock,
+)
 
 __all__ = ["Fallback", "OwnObjects", "open_own"]
 
@@ -97,7 +103,14 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
                 f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
             )
         f = H5File(source, url)
-        yield OwnObjects(f, _extended(f, read_superblock(f)))
+        sb = read_superblock(f)
+        if sb.base:  # a user block: addresses count from the superblock
+            so, sl = f.so, f.sl
+            f = H5File(Based(source, sb.base), url)
+            f.set_sizes(so, sl)
+        objects = OwnObjects(f, _extended(f, sb))
+        objects.size = source.size  # manifests and their checks use absolute offsets
+        yield objects
     finally:
         source.close()
 
@@ -362,6 +375,8 @@ class OwnObjects:
             if body is not None:
                 filters = parse_filters(self.f, body, f"variable {dset.name!r}")
         offset = lay.address if kind == "contiguous" else None
+        if offset is not None:
+            offset += self.sb.base
         external = dset.raw.find(EXTERNAL_FILES) is not None
         return Storage(kind, external, chunks, filters, offset)
 
@@ -399,7 +414,10 @@ class OwnObjects:
             where=f"{self.f.url}: variable {dset.name!r}",
             btree1_k=self.sb.indexed_storage_k,
         )
-        return table.to_chunk_index()
+        index = table.to_chunk_index()
+        if self.sb.base:
+            index = dataclasses.replace(index, addresses=index.addresses + np.uint64(self.sb.base))
+        return index
 
     def _raw_values(self, dset: DatasetNode) -> bytes | None:
         """The dataset's stored bytes when kept raw (compact or contiguous), else Fallback."""

@@ -9,13 +9,14 @@ root group (its symbol table entry in versions 0/1, its object header address in
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from virtualizarr.errors import CorruptFileError
 
-__all__ = ["SIGNATURE", "Fallback", "H5File", "Superblock", "read_superblock"]
+__all__ = ["SIGNATURE", "Based", "Fallback", "H5File", "Superblock", "read_superblock"]
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -224,9 +225,25 @@ def read_superblock(f: H5File) -> Superblock:
         sb = Superblock(version, base_addr or 0, root, extension=ext)
     else:
         raise Fallback(f"superblock version {version}")
-    if sb.base != 0 or base != 0:
-        raise Fallback("a user block (addresses relative to a base address)")
-    return sb
+    if sb.base not in (0, base):
+        raise Fallback(f"a base address ({sb.base}) other than the superblock's ({base})")
+    return dataclasses.replace(sb, base=base)
+
+
+class Based:
+    """A byte source seen from ``base`` on: HDF5 addresses count from the superblock, which
+    follows the user block (h5py and our manifests use absolute file offsets)."""
+
+    def __init__(self, source: Any, base: int) -> None:
+        self.source, self.base = source, base
+        self.size = max(0, source.size - base)
+        self.url = getattr(source, "url", "")
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.source.read(offset + self.base, length)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return self.source.read_many([(o + self.base, n) for o, n in ranges])
 
 
 def unpack(fmt: str, data: bytes, offset: int = 0) -> tuple[Any, ...]:
