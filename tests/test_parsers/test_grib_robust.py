@@ -136,10 +136,11 @@ def test_zeroed_message_header_warns_instead_of_dropping_silently(tmp_path: Path
     assert len(a) + len(b) in offsets
 
 
-def test_short_zero_padding_is_silent(tmp_path: Path) -> None:
+def test_short_zero_padding_and_wmo_headings_are_silent(tmp_path: Path) -> None:
     a, b = message(seed=1), message(seed=2)
+    heading = b"\x01\r\r\n123\r\r\nHTXA50 KWBC 281200\r\r\n"
     path = tmp_path / "padded.grib2"
-    path.write_bytes(a + bytes(-len(a) % 120) + b + bytes(7))
+    path.write_bytes(heading + a + bytes(-len(a) % 120) + b + b"\r\r\n\x03" + bytes(7))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         parse(path)
@@ -210,6 +211,8 @@ def test_remote_small_files_in_at_most_two_requests(rel: str, http_server: Any) 
     GRIBParser()(http_server.url_for(d / src.name), _registry(http_server))
     reqs = _gets(http_server, n)
     assert len(reqs) <= 2, reqs  # the 1 MiB head, then the rest of a file below 8 MiB
+    size = src.stat().st_size
+    assert _bytes(reqs, src.name, size) <= size  # issue 10's budget is 1.1 x size + 64 KiB
 
 
 def _big_messages(n: int) -> list[bytes]:
@@ -266,7 +269,7 @@ def test_remote_scan_of_large_messages_skips_their_data(
     # (sequential: each start comes from the previous length), then the end markers and
     # headers in one batch (neighbouring ranges merged by the IO layer); no byte twice
     size = sum(len(m) for m in msgs)
-    assert len(reqs) <= 1 + 3 + 3, reqs
+    assert len(reqs) <= 1 + 3 + 2 * 4, reqs  # head, 3 message starts, then one batch
     assert _bytes(reqs, "f.grib2", size) <= size
     t = zarr.open_array(store, path="surface_instant/t", mode="r")
     assert t.shape == (4, 500, 500)
@@ -308,6 +311,35 @@ def test_wgrib2_idx_sidecar_gives_the_offsets(
     assert _bytes(reqs, "g.grib2", size) <= size
     t = zarr.open_array(store, path="surface_instant/t", mode="r")[...]
     assert t.shape[0] == len(msgs)
+
+
+def test_ecmwf_index_sidecar_gives_the_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from obstore.store import LocalStore
+
+    monkeypatch.setattr(scan, "INDEX_ABOVE", 0)
+    msgs = [message(seed=i, dataDate=20240101 + i) for i in range(3)]
+    (tmp_path / "e.grib2").write_bytes(b"".join(msgs))
+    offs = np.cumsum([0] + [len(m) for m in msgs[:-1]])
+    lines = [
+        json.dumps({"param": "2t", "_offset": int(o), "_length": len(m)})
+        for o, m in zip(offs, msgs)
+    ]
+    (tmp_path / "e.grib2.index").write_text("\n".join(lines) + "\n")
+    registry = ObjectStoreRegistry({"mem://b": LocalStore(str(tmp_path))})
+    calls = []
+    real = scan._locate
+    monkeypatch.setattr(scan, "_locate", lambda *a: calls.append(a) or real(*a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = GRIBParser()("mem://b/e.grib2", registry)
+    assert not calls  # the offsets came from the index, the file was not walked
+    t = zarr.open_array(store, path="surface_instant/t", mode="r")[...]
+    for i, m in enumerate(msgs):
+        np.testing.assert_array_equal(t[i].ravel(), reference_values(m))
 
 
 def test_stale_idx_sidecar_is_ignored_with_a_warning(

@@ -221,17 +221,30 @@ def _section0(
     return length, large
 
 
+# bytes of a WMO bulletin heading ("\x01\r\r\n123\r\r\nHTXA50 KWBC 281200\r\r\n") and its
+# trailer ("\r\r\n\x03"): GRIB messages sent over the GTS are wrapped in them
+_HEADING_BYTES = frozenset(b"\x00\x01\x03\r\n\t" + bytes(range(0x20, 0x7F)))
+
+
 def _skipped(url: str, cache: _Cache, start: int, end: int, remote: bool) -> None:
-    """Warn about bytes between messages that are not short zero padding."""
+    """Warn about bytes between messages that are not padding or a bulletin heading.
+
+    Silent: fewer than 120 zero bytes (ECMWF pads GRIB1 messages to multiples of 120) or
+    fewer than 128 bytes of text (a WMO heading). Anything else may be a message whose
+    indicator section was damaged, so it is reported rather than dropped silently.
+    """
     n = end - start
     if n <= 0:
         return
-    if n < PADDING:
+    if n < PADDING or n < 128:
         try:
-            if not any(cache.get(start, n)):
-                return
+            gap = cache.get(start, n)
         except NeedBytes:
-            pass
+            gap = None
+        if gap is not None and (
+            (n < PADDING and not any(gap)) or (n < 128 and set(gap) <= _HEADING_BYTES)
+        ):
+            return
     warnings.warn(
         f"{url}: bytes {start}-{end} ({n} bytes) between GRIB messages are not a message "
         "(a damaged message header, or junk); they are skipped, and any message they held "
