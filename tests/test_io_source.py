@@ -15,6 +15,7 @@ from tests.conftest import HTTPServer, S3Server
 from virtualizarr.errors import SourceChangedError, UnknownFormatError
 from virtualizarr.io import (
     HEAD_BYTES,
+    MERGE_GAP,
     LocalSource,
     RemoteSource,
     SourceRecord,
@@ -332,3 +333,23 @@ def test_coordinates_load_from_the_bytes_parsing_fetched(http_server: HTTPServer
     ds = open_virtual_dataset(http_server.url_for(path))  # loads the coordinate x
     np.testing.assert_array_equal(ds["x"].values, x)
     assert gets(http_server, path) == [f"bytes=0-{HEAD_BYTES - 1}"]
+
+
+def test_merging_stays_within_a_byte_budget(http_server: HTTPServer) -> None:
+    data = payload(12 * MiB, seed=7)
+    path = http_server.mkdir() / "spread.bin"
+    path.write_bytes(data)
+    src = open_source(http_server.url_for(path), whole_below=0)
+    # metadata-like: 200 small ranges spread 40 KB apart over 8 MB of "data"
+    ranges = [(2 * MiB + i * 40_000, 100) for i in range(200)]
+    assert src.read_many(ranges) == [data[o : o + n] for o, n in ranges]
+    wanted = 200 * 100
+    fetched = src.stats.bytes - HEAD_BYTES
+    # joins cost at most max(wanted, MERGE_GAP) bytes more than wanted: not the 8 MB between
+    assert wanted <= fetched <= wanted + max(wanted, MERGE_GAP)
+    assert 1 < src.stats.requests - 1 < 200
+    # ranges a few bytes apart always travel together
+    close = [(11 * MiB + i * 1000, 10) for i in range(50)]
+    before = src.stats.requests
+    assert src.read_many(close) == [data[o : o + n] for o, n in close]
+    assert src.stats.requests == before + 1
