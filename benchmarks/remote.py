@@ -291,6 +291,8 @@ def main() -> None:
             for p in sorted(REAL.rglob("*")):
                 if not p.is_file() or p.suffix in (".md",) or p.name == "ground_truth.json":
                     continue
+                if any(part.endswith(".zarr") for part in p.parts):
+                    continue  # a Zarr store's pieces are not files to virtualize
                 u = f"{base}/real/{p.relative_to(REAL).as_posix()}"
                 server.stats()
                 try:
