@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import CodecNotSupportedError, ParserError, VariableSkippedWarning
 from virtualizarr.manifests import ManifestArray
@@ -29,8 +30,7 @@ SUPPORTED = {"deflate", "shuffle", "fletcher32"}
 HUGE = 10**8  # elements: ref_tst_dims.nc's never-written 4.5e9-element variable is not read
 
 
-def parse(dmrpp: Path, **options: Any) -> ManifestStore:
-    return DMRPPParser(**options)(str(dmrpp), ObjectStoreRegistry())
+parse = parser_call(DMRPPParser)
 
 
 def arrays(store: ManifestStore) -> dict[str, ManifestArray]:

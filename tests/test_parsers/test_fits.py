@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
 from virtualizarr.parsers import FITSParser, detect_parser
@@ -25,8 +26,7 @@ pytest.importorskip("imagecodecs")
 pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning")
 
 
-def parse(path: str | Path, **options: Any) -> ManifestStore:
-    return FITSParser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(FITSParser)
 
 
 def raw(store: ManifestStore, name: str) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError
 from virtualizarr.parsers import GRIBParser, detect_parser
@@ -22,8 +23,7 @@ from virtualizarr.testing.ground_truth import ground_truth, real_file, sha256_of
 eccodes = pytest.importorskip("eccodes")
 
 
-def parse(path: str | Path, **options: Any) -> ManifestStore:
-    return GRIBParser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(GRIBParser)
 
 
 def chunk_values(store: ManifestStore) -> dict[int, np.ndarray]:

@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import (
     CorruptFileError,
@@ -43,8 +44,7 @@ NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def parse(path: str | Path, **options: Any) -> ManifestStore:
-    return HDFParser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(HDFParser)
 
 
 def open_store(store: ManifestStore, *, decode_cf: bool = False) -> xr.Dataset:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import zarr
 
+from tests._support import parser_call
 from virtualizarr.errors import CodecNotSupportedError, UnsupportedFeatureError
 from virtualizarr.parsers import HDFParser
-from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
 
 h5py = pytest.importorskip("h5py")
@@ -29,8 +29,7 @@ hdf5plugin.register(force=True)
 SHAPE, CHUNKS = (75, 53), (20, 16)  # partial edge chunks on both axes
 
 
-def parse(path: Path, **options: Any) -> ManifestStore:
-    return HDFParser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(HDFParser)
 
 
 def values(store: ManifestStore, name: str = "x") -> np.ndarray:

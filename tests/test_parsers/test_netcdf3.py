@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError
 from virtualizarr.manifests.metadata import to_json_safe
@@ -34,8 +35,7 @@ CDF5_TYPES = ["u1", "u2", "u4", "i8", "u8"]
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def parse(path: str | Path, **options: Any) -> ManifestStore:
-    return NetCDF3Parser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(NetCDF3Parser)
 
 
 def zarr_values(store: ManifestStore) -> dict[str, np.ndarray]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
 
+from tests._support import parser_call
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import CodecNotSupportedError, ParserError
 from virtualizarr.parsers import TIFFParser, detect_parser
@@ -23,8 +23,7 @@ tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("imagecodecs")
 
 
-def parse(path: str | Path, **options: Any) -> ManifestStore:
-    return TIFFParser(**options)(str(path), ObjectStoreRegistry())
+parse = parser_call(TIFFParser)
 
 
 def read(store: ManifestStore, name: str = "0") -> np.ndarray:

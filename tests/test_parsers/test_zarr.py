@@ -15,6 +15,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
 
+from tests._support import parser_call
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
 from virtualizarr.manifests import ManifestArray
@@ -34,10 +35,7 @@ pytestmark = [
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def parse(
-    url: str | Path, registry: ObjectStoreRegistry | None = None, **options: Any
-) -> ManifestStore:
-    return ZarrParser(**options)(str(url), registry or ObjectStoreRegistry())
+parse = parser_call(ZarrParser)
 
 
 def arrays_of(group: zarr.Group) -> dict[str, np.ndarray]:
