@@ -18,6 +18,7 @@ per file, and batches come back as compact parts with their metadata sent once p
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import glob as globlib
 import importlib.util
@@ -341,6 +342,23 @@ def _process_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=max_workers, mp_context=ctx)
 
 
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _shared_pool() -> ProcessPoolExecutor:
+    """One process pool for the session, started at the first ``parallel="processes"``.
+
+    Starting workers costs a few seconds (the fork server imports xarray, zarr, h5py...);
+    keeping them makes every later call (``ingest_icechunk`` makes one per batch) start at
+    once. Shut down at exit.
+    """
+    global _POOL
+    if _POOL is None or getattr(_POOL, "_broken", False):
+        _POOL = _process_pool()
+        atexit.register(_POOL.shutdown, cancel_futures=True)
+    return _POOL
+
+
 def _is_client(obj: Any) -> bool:
     mod = type(obj).__module__ or ""
     return mod.startswith("distributed") and hasattr(obj, "map") and hasattr(obj, "gather")
@@ -377,18 +395,9 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
         if client is not None:
             yield from _run(items, job, client, bar)
             return
-        import dask
-
-        # dask's default scheduler for delayed is threads (GIL-bound for parsing): run the
-        # batches on our forkserver processes through dask's multiprocessing scheduler
-        pool = _process_pool()
-        try:
-            ranges = _batches(n, pool._max_workers)
-            tasks = [dask.delayed(virtualize_batch)(items[s:e], s, job) for s, e in ranges]
-            yield from dask.compute(*tasks, scheduler="processes", pool=pool)
-        finally:
-            pool.shutdown()
-        return
+        # no cluster: dask's local schedulers are threads (which the GIL serialises while
+        # parsing) or processes started per call; our kept process pool does the same job
+        parallel = "processes"
     if _is_client(parallel):
         client = parallel
         workers = max(1, sum(client.nthreads().values()))
@@ -404,13 +413,18 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
             client.cancel(futures)
         return
     own: Executor | None = None
+    steal = False
+    tasks_per_worker = 4
     if parallel == "threads":
         remote = any(_is_remote(p) for p in items[:8])
         workers = REMOTE_THREADS if remote else min(4, os.cpu_count() or 1)
         own = executor = ThreadPoolExecutor(workers)
     elif parallel == "processes":
-        own = executor = _process_pool()
-        workers = executor._max_workers
+        executor = _shared_pool()
+        workers = executor._max_workers  # type: ignore[attr-defined]
+        # the client works too, on batches no worker has started: it hides the workers'
+        # start-up, and small batches keep both busy to the end
+        steal, tasks_per_worker = True, 8
     elif isinstance(parallel, Executor):
         executor = parallel
         workers = getattr(parallel, "_max_workers", None) or os.cpu_count() or 1
@@ -419,13 +433,26 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
             "parallel must be False, None, 'threads', 'processes', 'dask', a "
             f"concurrent.futures.Executor or a dask.distributed Client, got {parallel!r}"
         )
+    ranges = _batches(n, workers, tasks_per_worker)
     try:
         futures: list[Future[_Batch]] = [
-            executor.submit(virtualize_batch, items[s:e], s, job) for s, e in _batches(n, workers)
+            executor.submit(virtualize_batch, items[s:e], s, job) for s, e in ranges
         ]
+        local: dict[int, _Batch] = {}
+
+        def steal_one() -> bool:
+            for j in range(len(futures) - 1, -1, -1):
+                if j not in local and futures[j].cancel():  # not started by any worker
+                    s, e = ranges[j]
+                    local[j] = virtualize_batch(items[s:e], s, job)
+                    return True
+            return False
+
         try:
-            for fut in futures:
-                yield fut.result()
+            for k, fut in enumerate(futures):
+                while steal and k not in local and not fut.done() and steal_one():
+                    pass
+                yield local.pop(k) if k in local else fut.result()
         finally:
             for fut in futures:
                 fut.cancel()
