@@ -97,6 +97,8 @@ def _write_features(path: Path, libver: str, track_order: bool = False) -> None:
         f.attrs["ints"] = np.arange(3, dtype="<i2")
         f.attrs["scalar"] = np.float64(2.5)
         f.attrs["fixed_utf8"] = np.array("héllo".encode(), dtype="S6")
+        rec = np.dtype([("name", "S5"), ("value", "<f4"), ("inner", [("a", "<i2")])])
+        f.attrs["records"] = np.array([(b"ab", 1.5, (3,)), (b"cdefg", 2.5, (4,))], dtype=rec)
         f.create_dataset("contig", data=rng.random((7, 5)).astype(">f4"))
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_layout(h5py.h5d.COMPACT)

@@ -509,17 +509,22 @@ class OwnObjects:
             out = np.empty(count, dtype=object)
             out[:] = vals
             return out
-        if dt.cls == COMPOUND and dt.numpy.hasobject:
-            fields = [(name, m.numpy) for name, _, m in dt.members]
-            out = np.empty(count, dtype=np.dtype(fields))
+        if dt.cls == COMPOUND and dt.numpy.names is not None and _nested_strings(dt):
+            # field by field: strings lose their padding, references and vlen become objects
+            if any(m.cls == ARRAY for _, _, m in dt.members):
+                raise Fallback("attribute values of compound types with array members")
+            target = dt.numpy
+            if target.hasobject:  # no offsets: numpy places object fields itself
+                target = np.dtype([(name, m.numpy) for name, _, m in dt.members])
+            out = np.zeros(count, dtype=target)
             for name, off, m in dt.members:
                 col = b"".join(
                     data[i * dt.size + off : i * dt.size + off + m.size] for i in range(count)
                 )
                 out[name] = self.decode(m, col, count)
             return out
-        if dt.cls == ARRAY or (dt.cls == COMPOUND and _nested_strings(dt)):
-            raise Fallback("attribute values of array or string-holding compound types")
+        if dt.cls == ARRAY:
+            raise Fallback("attribute values of nested array types")
         return np.frombuffer(data[: count * dt.size], dtype=dt.numpy).copy()
 
 
