@@ -9,7 +9,9 @@ patched into the copy (so making 100k files takes seconds, not an hour). Cached 
                                     [--kerchunk-max 1000] [--folder /tmp/vz_many_files]
 
 Each measurement runs in a fresh Python process (so peak RSS is that of one run):
-wall seconds, CPU seconds (the process plus its workers), ms per file (wall), peak RSS of
+wall seconds, CPU seconds (the process plus its waited-for children; forkserver workers are
+not its children, so for "processes"/"dask" it is the client's CPU; in brackets: the
+client's own), ms per file (wall), peak RSS of
 the client process (MB), the result's ``ds.vz.nbytes`` and bytes per reference.
 The machine's load average is printed: on a shared machine wall times inflate, CPU
 seconds much less so.
@@ -201,7 +203,10 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     make_files(folder, max(sizes))
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    head = "| files | method | wall s | CPU s | ms/file | x serial | peak RSS MB | result MB | bytes/ref |"
+    head = (
+        "| files | method | wall s | CPU s (client) | ms/file | x serial | peak RSS MB "
+        "| result MB | bytes/ref |"
+    )
     print(head)
     print("|---" * 9 + "|")
     runs = [

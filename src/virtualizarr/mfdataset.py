@@ -13,7 +13,10 @@ file and combines with xarray, as ``xr.open_mfdataset`` does. Either way the res
 one ``xr.open_mfdataset`` gives for the same files and options.
 
 Files are parsed in batches (many files per task), so the client does no scheduler work
-per file, and batches come back as compact parts with their metadata sent once per batch.
+per file. Each worker collects its batch into a :class:`Collector` (stacked grids, the
+batch's path table, each distinct metadata once) and the client merges batches with a few
+numpy operations each. With ``parallel="processes"`` the client also parses batches that
+no worker has started, and the process pool is kept for the session.
 """
 
 from __future__ import annotations
