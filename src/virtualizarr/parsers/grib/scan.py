@@ -359,7 +359,11 @@ def _from_sidecar(
         nxt = offsets[i + 1] if i + 1 < len(offsets) else size
         if off + length > nxt:
             return _sidecar_mismatch(url, f"the message at byte {off} overlaps the next one")
+        if nxt - (off + length) >= PADDING:  # room for a message the sidecar does not list
+            return _sidecar_mismatch(url, f"bytes {off + length}-{nxt} are in no listed message")
         out.append((off, length, large))
+    if offsets[0] >= 128:
+        return _sidecar_mismatch(url, f"the first {offsets[0]} bytes are in no listed message")
     return out
 
 
