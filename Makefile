@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format bench clean check-python
+.PHONY: demo test test-fast lint typecheck format bench clean check-python
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (python3.12 not found)"; exit 1; }
@@ -30,6 +30,9 @@ test-fast: $(VENV)/.stamp-test
 lint: $(VENV)/.stamp-test
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.stamp-test
+	$(PY) -m mypy
 
 format: $(VENV)/.stamp-test
 	$(PY) -m ruff format src tests benchmarks

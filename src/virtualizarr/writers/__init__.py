@@ -1,0 +1,1 @@
+"""Writers of virtual datasets: kerchunk references (JSON, parquet) and Icechunk."""
