@@ -123,6 +123,20 @@ def test_value_count_without_bitmap_must_cover_the_grid(tmp_path: Path) -> None:
         parse(path)
 
 
+@pytest.mark.parametrize(
+    "index", [0, 1]
+)  # the first message reads its keys, the second hits the cache
+def test_impossible_date_is_a_named_error(tmp_path: Path, index: int) -> None:
+    msgs = [message("regular_ll_pl_grib1", seed=i, dataDate=20240101 + i) for i in range(2)]
+    bad = bytearray(msgs[index])
+    bad[8 + 13] = 13  # month 13 (PDS octet 14)
+    msgs[index] = bytes(bad)
+    path = tmp_path / "date.grib1"
+    path.write_bytes(b"".join(msgs))
+    with pytest.raises(CorruptFileError, match=rf"date\.grib1.*message {index} "):
+        parse(path)
+
+
 def test_zeroed_message_header_warns_instead_of_dropping_silently(tmp_path: Path) -> None:
     a, b, c = message(seed=1), message(seed=2), message(seed=3)
     path = tmp_path / "zeroed.grib2"

@@ -165,7 +165,10 @@ def _message_keys(
         row = dict(cache.rows[masked[0]])
         row["message"] = msg
         row["dataDate"], row["dataTime"], second = masked[1]
-        row["time"] = _epoch(row["dataDate"], row["dataTime"], second)
+        try:
+            row["time"] = _epoch(row["dataDate"], row["dataTime"], second)
+        except ValueError as e:
+            raise CorruptFileError(f"{url}: {msg.where} has an impossible date: {e}.") from None
         return row
     row = _read_keys(url, registry, msg, cache)
     if masked is not None:
