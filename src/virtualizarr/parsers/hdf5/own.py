@@ -75,6 +75,8 @@ from virtualizarr.parsers.hdf5.superblock import (
 __all__ = ["Fallback", "OwnObjects", "open_own"]
 
 _MAX_SOFT_HOPS = 16  # HDF5's own limit on soft links followed in one lookup
+_MAX_DECODED = 64 * 1024 * 1024
+"""Most bytes of values our reader decodes itself from chunks (inlining, re-encoding)."""
 _MERGE_GAP = 256 * 1024
 """Remote reads less than this apart are merged into one request. HDF5 interleaves chunk
 index nodes with the chunks they index (a v1 B-tree leaf every ~0.5 MB in a typical
@@ -110,6 +112,8 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
             f.set_sizes(so, sl)
         objects = OwnObjects(f, _extended(f, sb))
         objects.size = source.size  # manifests and their checks use absolute offsets
+        if sb.base:
+            objects._abs = H5File(source, url)
         yield objects
     finally:
         source.close()
@@ -155,6 +159,8 @@ class OwnObjects:
         self._paths: dict[int, str] = {sb.root_address: "/"}
         self._gheap: dict[int, Any] = {}
         self._spaces: dict[int, Any] = {}
+        self._abs = f
+        """The file with absolute offsets (chunk addresses), ``f`` unless a user block."""
         self._walked = False
 
     # -- headers -----------------------------------------------------------------------------
@@ -438,15 +444,73 @@ class OwnObjects:
         raise Fallback(f"reading the values of a {storage.layout} dataset ({dset.name!r})")
 
     def read(self, dset: DatasetNode, sel: Any = ()) -> np.ndarray:
-        """Values of compact/contiguous datasets whose bytes numpy reads as h5py would."""
+        """Values whose stored bytes numpy reads as h5py would (no type conversion), from
+        compact, contiguous or chunked storage (chunks raw or deflate/shuffle/fletcher32)."""
         dt = self._dtype(dset)
         info = classify_type(dt)
-        if info.kind not in ("plain", "compound") or dt.numpy.hasobject or sel != ():
+        if info.kind not in ("plain", "compound") or dt.numpy.hasobject:
             raise Fallback(f"values of {dset.name!r} that HDF5 must convert")
+        if self.storage(dset).layout == "chunked":
+            return self._chunked_values(dset, dt)[sel]
+        if sel != ():
+            raise Fallback(f"a selection of the values of {dset.name!r}")
         data = self._raw_values(dset)
         if data is None:
             return np.full(dset.shape, self.fill_value(dset, dt.numpy), dtype=dt.numpy)
         return np.frombuffer(data, dtype=dt.numpy).reshape(dset.shape).copy()
+
+    def _chunked_values(self, dset: DatasetNode, dt: Datatype) -> np.ndarray:
+        """The whole array from its chunks, decoded here (deflate, shuffle, fletcher32, zstd)."""
+        import zlib
+
+        import numcodecs
+
+        storage = self.storage(dset)
+        shape = tuple(int(n) for n in dset.shape)
+        if math.prod(shape) * dt.size > _MAX_DECODED:
+            raise Fallback(f"decoding more than {_MAX_DECODED} bytes of {dset.name!r}")
+        decoders: list[Any] = []
+        for flt in storage.filters:
+            if flt.id == 1:
+                decoders.append(zlib.decompress)
+            elif flt.id == 2:
+                es = flt.cd_values[0] if flt.cd_values else dt.size
+                decoders.append(numcodecs.Shuffle(elementsize=int(es)).decode)
+            elif flt.id == 3:
+                decoders.append(numcodecs.Fletcher32().decode)
+            elif flt.id == 32015:
+                decoders.append(numcodecs.Zstd().decode)
+            else:
+                raise Fallback(f"decoding {flt.describe()} chunks of {dset.name!r}")
+        chunks = tuple(storage.chunks or ())
+        out = np.full(shape, self.fill_value(dset, dt.numpy), dtype=dt.numpy)
+        index = self.chunk_index(dset)
+        if not len(index):
+            return out
+        where = f"variable {dset.name!r} chunks"
+        ranges = [(int(a), int(n)) for a, n in zip(index.addresses, index.sizes)]
+        for r in ranges:
+            self._abs.check(r[0], r[1], where)
+        per_chunk = math.prod(chunks) * dt.size
+        for coords, mask, data in zip(
+            index.coords.tolist(), index.masks.tolist(), self._abs.read_many(ranges, where)
+        ):
+            for i in reversed(range(len(decoders))):
+                if not mask >> i & 1:
+                    try:
+                        data = bytes(decoders[i](data))
+                    except Exception as e:
+                        raise self.f.corrupt(
+                            where, f"chunk at {coords} does not decode: {e}"
+                        ) from e
+            if len(data) < per_chunk:
+                raise self.f.corrupt(where, f"chunk at {coords} decodes to {len(data)} bytes")
+            arr = np.frombuffer(data, dt.numpy, count=math.prod(chunks)).reshape(chunks)
+            dst = tuple(slice(c, min(c + k, n)) for c, k, n in zip(coords, chunks, shape))
+            if any(d.start >= d.stop for d in dst):
+                continue
+            out[dst] = arr[tuple(slice(0, d.stop - d.start) for d in dst)]
+        return out
 
     def read_strings(self, dset: DatasetNode) -> np.ndarray:
         """Variable-length strings (compact or contiguous) from the global heap."""
