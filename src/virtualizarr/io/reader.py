@@ -31,7 +31,7 @@ from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.io._legacy import read_local_ranges
+from virtualizarr.io._legacy import read_local_ranges_fd
 from virtualizarr.io.ranges import coalesce
 from virtualizarr.io.source import (
     MAX_IN_FLIGHT,
@@ -126,6 +126,7 @@ class ChunkReader:
         self._cache: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
         self._cached = 0
         self._inflight: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
+        self._local_ok: dict[str, tuple[int, int, int]] = {}  # local stat seen matching its record
         self._seen: set[tuple[str, int, int]] = set()  # ranges read: never fetched as neighbours
 
     def is_local(self, url: str) -> bool:
@@ -145,16 +146,36 @@ class ChunkReader:
     def _read_local(
         self, url: str, path: str, starts: Sequence[int], lengths: Sequence[int]
     ) -> list[bytes]:
-        self._check_local(url, path)
+        # one open, fstat only if a record is kept (cheaper than stat by path), one pread a range
+        rec = self.records.get(url)
         try:
-            data = read_local_ranges(path, starts, lengths)
+            fd = os.open(path, os.O_RDONLY)
         except OSError as e:
             lo, hi = min(starts), max(s + n for s, n in zip(starts, lengths))
             raise ChunkReadError(f"Could not read bytes {lo}-{hi} of {url}: {e}") from e
+        try:
+            if rec is not None:
+                st = os.fstat(fd)
+                seen = (st.st_size, st.st_ino, st.st_mtime_ns)
+                if self._local_ok.get(url) != seen:  # spelling the ETag costs more than a read
+                    rec.check(st.st_size, _local_etag(st), when=" since it was virtualized")
+                    self._local_ok[url] = seen
+            data = read_local_ranges_fd(fd, starts, lengths)
+        except OSError as e:
+            if isinstance(e, ChunkReadError):
+                raise
+            lo, hi = min(starts), max(s + n for s, n in zip(starts, lengths))
+            raise ChunkReadError(f"Could not read bytes {lo}-{hi} of {url}: {e}") from e
+        finally:
+            os.close(fd)
         for d, s, n in zip(data, starts, lengths):
             if len(d) != n:
                 raise _short(url, s, n, len(d))
         return data
+
+    def read_local(self, url: str, path: str, start: int, length: int) -> bytes:
+        """One range of the local file ``path`` (the store's fast path: no lookup of ``url``)."""
+        return self._read_local(url, path, (start,), (length,))[0]
 
     # -- public ------------------------------------------------------------------------------
 
