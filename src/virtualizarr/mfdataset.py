@@ -323,10 +323,14 @@ def _progress(total: int, progress: bool | None) -> Any:
 
 
 def _worker_modules() -> list[str]:
-    """What every worker imports before its first file, so the fork server imports it once."""
+    """What every worker imports before its first file, so the fork server imports it once.
+
+    Not dask.array: workers build no xarray Variables (which would import it) unless
+    ``preprocess=`` is given, and each module here lengthens the pool's start.
+    """
     modules = ["virtualizarr.mfdataset", "virtualizarr.parsers"]
-    if importlib.util.find_spec("dask") is not None:
-        modules.append("dask.array")  # xarray imports it at the first Variable when installed
+    if importlib.util.find_spec("h5py") is not None:
+        modules.append("virtualizarr.parsers.hdf5")  # the most common format's parser
     return modules
 
 
