@@ -374,3 +374,46 @@ def test_malformed_reference_values(tmp_path: Path, value: object) -> None:
     bad_meta = {".zgroup": '{"zarr_format":2}', "v/.zarray": "{not json", "v/.zattrs": dims("x")}
     with pytest.raises(ParserError, match=r"v/\.zarray is not valid JSON"):
         KerchunkJSONParser()(write_json(tmp_path / "b.json", bad_meta), REG)
+
+
+# -- remote references -------------------------------------------------------------------------
+
+
+def _transfer(server, path: Path) -> tuple[int, int]:
+    """Requests made for ``path`` on the loopback HTTP server, and the bytes they returned."""
+    name = "/" + path.relative_to(server.root).as_posix()
+    size, n, nbytes = path.stat().st_size, 0, 0
+    for method, p, rng in server.requests:
+        if p == name:
+            n += 1
+            if method == "GET":
+                first, _, last = (
+                    (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
+                )
+                nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
+    return n, nbytes
+
+
+@pytest.mark.network
+def test_references_over_http(nc_file: Path, http_server) -> None:  # noqa: F811
+    """JSON references: one ranged GET of the document (its size with it, no HEAD).
+    Parquet: one per .zmetadata and per record file. Values equal the source's."""
+    from obstore.store import HTTPStore
+
+    ds = hdf5_virtual_dataset(nc_file)
+    served = http_server.mkdir()
+    to_kerchunk(ds, served / "r.json", format="json")
+    to_kerchunk(ds, served / "r.parq", format="parquet", record_size=4)
+    registry = ObjectStoreRegistry(
+        {http_server.url: HTTPStore.from_url(http_server.url, client_options={"allow_http": True})}
+    )
+    store = KerchunkJSONParser()(http_server.url_for(served / "r.json"), registry)
+    size = (served / "r.json").stat().st_size
+    assert _transfer(http_server, served / "r.json") == (1, size)
+    assert_same_values(read(store), xr.open_dataset(nc_file).load())
+    store = KerchunkParquetParser()(http_server.url_for(served / "r.parq"), registry)
+    assert_same_values(read(store), xr.open_dataset(nc_file).load())
+    for path in sorted((served / "r.parq").rglob("*")):
+        if path.is_file():
+            n, nbytes = _transfer(http_server, path)
+            assert (n, nbytes) == (1, path.stat().st_size), path
