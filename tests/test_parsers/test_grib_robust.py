@@ -371,3 +371,20 @@ def test_stale_idx_sidecar_is_ignored_with_a_warning(
         with pytest.warns(VariableSkippedWarning, match="sidecar does not match"):
             store = GRIBParser()("mem://b/h.grib2", registry)
         assert zarr.open_array(store, path="surface_instant/t", mode="r").shape[0] == 3
+
+
+def test_files_on_one_grid_share_their_coordinates(tmp_path: Path) -> None:
+    """Coordinates are computed once per grid per process; a second file reuses them, exactly."""
+    a = message("polar_stereographic_pl_grib2", seed=1)
+    b = message("polar_stereographic_pl_grib2", seed=2, dataDate=20240102)
+    (tmp_path / "a.grib2").write_bytes(a)
+    (tmp_path / "b.grib2").write_bytes(b)
+    sa, sb = parse(tmp_path / "a.grib2"), parse(tmp_path / "b.grib2")
+    (ga,), (gb,) = sa.group.groups.values(), sb.group.groups.values()
+    assert gb.arrays["latitude"] is ga.arrays["latitude"]
+    h = eccodes.codes_new_from_message(b)
+    lat = eccodes.codes_get_array(h, "latitudes")
+    eccodes.codes_release(h)
+    name = next(iter(sb.group.groups))
+    got = zarr.open_array(sb, path=f"{name}/latitude", mode="r")[...]
+    np.testing.assert_array_equal(got.ravel(), lat)

@@ -21,6 +21,8 @@ grouped the way cfgrib builds its hypercubes:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -368,7 +370,7 @@ def _build_group(
     dims = [n for n, k in zip(axis_names, keep) if k]
     grid_key = (first["md5GridSection"], first["gridType"], first["numberOfDataPoints"])
     if grid_key not in geo_cache:
-        geo_cache[grid_key] = geography(url, registry, first)
+        geo_cache[grid_key] = _shared_geography(url, registry, first)
     geo_dims, geo_shape, coords = geo_cache[grid_key]
     # chunk index of each message on the full (number, time, step, level) grid
     cell = np.stack(inverses, axis=1)
@@ -428,6 +430,34 @@ def _build_group(
         "GRIB_edition": first["edition"],
     }
     return ManifestGroup(arrays=arrays, attributes=attrs)
+
+
+_GRIDS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_GRIDS_LOCK = threading.Lock()
+_GRIDS_KEPT = 8
+
+
+def _shared_geography(url: str, registry: ObjectStoreRegistry, r: dict[str, Any]) -> Any:
+    """:func:`geography`, remembered per grid for the process (the last ``_GRIDS_KEPT`` grids).
+
+    ecCodes computes each point's latitude/longitude from the grid section alone (seconds
+    for a 2-million-point Lambert grid), so files on one grid -- the usual many-file
+    archive -- share one computation. ``md5GridSection`` is ecCodes' digest of that section.
+    """
+    key = (r["edition"], r["md5GridSection"], r["gridType"], r["numberOfDataPoints"], r["Ni"], r["Nj"],
+           r["jPointsAreConsecutive"], r["alternativeRowScanning"])  # fmt: skip
+    if r["md5GridSection"] in ("unknown", ""):
+        return geography(url, registry, r)
+    with _GRIDS_LOCK:
+        if key in _GRIDS:
+            _GRIDS.move_to_end(key)
+            return _GRIDS[key]
+    geo = geography(url, registry, r)  # outside the lock: two threads may both compute it
+    with _GRIDS_LOCK:
+        _GRIDS[key] = geo
+        while len(_GRIDS) > _GRIDS_KEPT:
+            _GRIDS.popitem(last=False)
+    return geo
 
 
 def _variable_names(keys: list[tuple[str, int]], taken: set[str]) -> dict[tuple[str, int], str]:
