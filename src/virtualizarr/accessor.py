@@ -114,8 +114,8 @@ class VirtualiZarrDatasetAccessor:
         with zarr.config.set(
             {"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}
         ):
-            return xr.open_dataset(
-                self.to_store(registry), engine="zarr", consolidated=False, zarr_format=3, **kwargs
+            return xr.open_zarr(
+                self.to_store(registry), consolidated=False, zarr_format=3, **kwargs
             )
 
     def to_kerchunk(

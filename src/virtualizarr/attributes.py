@@ -17,7 +17,7 @@ One spelling for every writer (kerchunk JSON/parquet, Icechunk) and for the stor
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ def _is_nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def json_attrs(attrs: Mapping[Hashable, Any]) -> dict[str, Any]:
+def json_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
     """Attributes as strict JSON, NaN dropped from ``missing_value`` (see the module doc).
 
     >>> json_attrs({"missing_value": [float("nan"), -999], "valid_max": float("inf")})

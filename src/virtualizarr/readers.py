@@ -57,6 +57,6 @@ def open_icechunk(
         session = repo.readonly_session(snapshot_id=snapshot_id)
     else:
         session = repo.readonly_session(branch=branch)
-    return xr.open_dataset(
-        session.store, engine="zarr", group=group, consolidated=False, zarr_format=3, chunks=chunks
+    return xr.open_zarr(
+        session.store, group=group, consolidated=False, zarr_format=3, chunks=chunks
     )

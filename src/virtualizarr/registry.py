@@ -121,11 +121,11 @@ class ObjectStoreRegistry:
     def _resolve(self, url: str) -> tuple[ObjectStore, str, str | None]:
         scheme, netloc, segments = split_url(url)
         best: tuple[str, str, tuple[str, ...]] | None = None
-        for key in self._stores:
-            s, n, segs = key
+        for prefix in self._stores:
+            s, n, segs = prefix
             matches = s == scheme and n == netloc and tuple(segments[: len(segs)]) == segs
             if matches and (best is None or len(segs) > len(best[2])):
-                best = key
+                best = prefix
         if best is not None:
             return self._stores[best], "/".join(segments[len(best[2]) :]), None
         with self._lock:

@@ -117,7 +117,7 @@ def decode_variables(
         )
         for var in decoded.values():  # decoding is lazy: its errors surface here, not later
             var.load()
-        return decoded
+        return dict(decoded)
 
     try:
         return decode(raw)

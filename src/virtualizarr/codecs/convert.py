@@ -103,7 +103,7 @@ def numcodecs_config_to_v3(config: Mapping[str, Any], dtype: np.dtype | str) -> 
             f"The numcodecs codec {codec_id!r} has no Zarr v3 equivalent registered with "
             f"zarr-python (looked for {name!r})."
         ) from e
-    return cls.from_dict({"name": name, "configuration": conf})  # type: ignore[attr-defined]
+    return cls.from_dict({"name": name, "configuration": conf})
 
 
 def _byte_orders(dtype: np.dtype) -> set[str]:

@@ -61,7 +61,7 @@ def _u8(buf: Any) -> np.ndarray:
     )
 
 
-class FitsTile(Codec):  # type: ignore[misc]
+class FitsTile(Codec):
     """numcodecs codec: one compressed FITS tile to an array of ``shape`` and ``dtype``.
 
     Parameters
@@ -168,7 +168,7 @@ class FitsTile(Codec):  # type: ignore[misc]
         )
 
 
-class RecordField(Codec):  # type: ignore[misc]
+class RecordField(Codec):
     """numcodecs codec: bytes ``[offset, offset + size)`` of each ``record_size``-byte record.
 
     Decoding pads the output to ``records`` records' worth of fields with zeros.
@@ -197,8 +197,8 @@ class RecordField(Codec):  # type: ignore[misc]
             )
         res = np.zeros((self.records, self.size), dtype=np.uint8)
         res[:n] = data.reshape(n, self.record_size)[:, self.offset : self.offset + self.size]
-        res = res.reshape(-1)
-        return numcodecs.compat.ndarray_copy(res, out) if out is not None else res
+        flat = res.reshape(-1)
+        return numcodecs.compat.ndarray_copy(flat, out) if out is not None else flat
 
     def encode(self, buf: Any) -> Any:
         raise NotImplementedError(
@@ -206,7 +206,7 @@ class RecordField(Codec):  # type: ignore[misc]
         )
 
 
-class SignFlip(Codec):  # type: ignore[misc]
+class SignFlip(Codec):
     """numcodecs codec: XOR 0x80 into the first (most significant) byte of each big-endian
     ``itemsize``-byte integer; its own inverse.
 
@@ -235,7 +235,7 @@ class SignFlip(Codec):  # type: ignore[misc]
         return self.decode(buf)
 
 
-class GroupParam(Codec):  # type: ignore[misc]
+class GroupParam(Codec):
     """numcodecs codec: the float64 (little-endian) sum of scaled fields of each record.
 
     >>> import numpy as np

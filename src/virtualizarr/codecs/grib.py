@@ -106,7 +106,7 @@ def _parse_dtype(data: Any) -> str:
     return dtype.str
 
 
-class GribNumcodec(NumcodecsCodec):  # type: ignore[misc]
+class GribNumcodec(NumcodecsCodec):
     """numcodecs (Zarr v2) form of :class:`GribCodec`, for kerchunk references.
 
     ``decode`` returns the message's values as a flat array of ``dtype``.

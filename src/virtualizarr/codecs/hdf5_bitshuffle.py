@@ -54,7 +54,7 @@ def _block_sizes(n_elements: int, block: int) -> list[int]:
     return [block] * full + ([last] if last else [])
 
 
-class HDF5Bitshuffle(Codec):  # type: ignore[misc]
+class HDF5Bitshuffle(Codec):
     """numcodecs codec for chunks written by the HDF5 bitshuffle filter.
 
     Parameters

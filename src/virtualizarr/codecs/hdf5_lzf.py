@@ -63,7 +63,7 @@ def decode_lzf(data: bytes | memoryview, size_hint: int | None = None) -> bytes:
     raise ValueError(f"Not a valid LZF stream ({n} bytes): {last}") from last
 
 
-class HDF5LZF(Codec):  # type: ignore[misc]
+class HDF5LZF(Codec):
     """numcodecs codec for chunks written by h5py's LZF filter.
 
     >>> c = HDF5LZF()

@@ -37,7 +37,7 @@ def _as_bytes(buf: Any) -> bytes:
     return np.ascontiguousarray(buf).view(np.uint8).tobytes() if not isinstance(buf, bytes) else buf
 
 
-class Pad(Codec):  # type: ignore[misc]
+class Pad(Codec):
     """numcodecs codec: decode pads (with zeros) or cuts a buffer to ``size`` bytes.
 
     Buffers shorter than ``min_size`` (default ``size``) are an error.
@@ -74,7 +74,7 @@ def _parse_space(v: Any) -> int | str | None:
     return None if v is None else (int(v) if isinstance(v, int | np.integer) else str(v))
 
 
-class TiffJpeg(Codec):  # type: ignore[misc]
+class TiffJpeg(Codec):
     """numcodecs codec: one JPEG-compressed TIFF segment to a ``shape`` array.
 
     ``shape`` is the segment's full ``[rows, width, samples]``; ``edge`` the

@@ -85,7 +85,7 @@ class WrappedCodec:
     @classmethod
     def from_dict(cls, data: dict[str, JSON]) -> Self:
         _, config = parse_named_configuration(data, cls.codec_name, require_configuration=False)
-        return cls(**(config or {}))  # type: ignore[arg-type]
+        return cls(**(config or {}))
 
     def to_dict(self) -> dict[str, JSON]:
         return {"name": self.codec_name, "configuration": dict(self.configuration)}

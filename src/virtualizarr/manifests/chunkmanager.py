@@ -8,9 +8,8 @@ virtual variables have no values and what to do about it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
-import numpy as np
 from xarray.namedarray.parallelcompat import ChunkManagerEntrypoint
 
 from virtualizarr.errors import NEEDS_VALUES_HINT, NeedsValuesError
@@ -24,7 +23,9 @@ _COMBINE_HINT = (
 )
 
 
-class ManifestChunkManager(ChunkManagerEntrypoint[ManifestArray]):
+# ManifestArray is not one of xarray's chunked arrays (no rechunk/compute: it has no values);
+# this manager exists so that xarray's compute paths raise an error that explains why.
+class ManifestChunkManager(ChunkManagerEntrypoint[Any]):
     """Registered under the ``xarray.chunkmanagers`` entry point ``virtualizarr``."""
 
     available = True
@@ -59,7 +60,7 @@ class ManifestChunkManager(ChunkManagerEntrypoint[ManifestArray]):
             "In-memory data cannot become a virtual array; use dask to chunk it (ds.chunk() with dask installed)."
         )
 
-    def compute(self, *data: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+    def compute(self, *data: Any, **kwargs: Any) -> NoReturn:
         raise NeedsValuesError(
             f"This needs the values of a virtual variable. {_COMBINE_HINT} {NEEDS_VALUES_HINT}"
         )

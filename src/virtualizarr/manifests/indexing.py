@@ -41,7 +41,9 @@ def _expand_key(key: Any, ndim: int) -> list[Any]:
 def getitem(arr: ManifestArray, key: Any) -> ManifestArray:
     """Select whole chunks of ``arr``; anything else raises NeedsValuesError."""
     key = _expand_key(key, arr.ndim)
-    shape, chunks, grid_key = [], [], []
+    shape: list[int] = []
+    chunks: list[int] = []
+    grid_key: list[int | slice | None] = []
     names = dimension_names(arr)
     new_names: list[str | None] = []
     changes_axes = False

@@ -319,7 +319,7 @@ class ChunkManifest:
             )
         paths = np.asarray(paths)
         if paths.dtype == object:  # None marks a missing chunk, like "" (never the path "None")
-            paths = np.where(np.equal(paths, None), "", paths)
+            paths = np.where(paths == None, "", paths)
         if paths.shape != offsets.shape:
             raise InvalidManifestError(
                 f"paths, offsets and lengths must have one shape, got {paths.shape}, "
@@ -393,7 +393,9 @@ class ChunkManifest:
     def used_paths(self) -> list[str]:
         """The distinct file URLs that at least one chunk references."""
         present = self._ids[self._ids != MISSING]
-        counts = np.bincount(present, minlength=len(self._table)) if present.size else []
+        counts: Sequence[int] = (
+            np.bincount(present, minlength=len(self._table)).tolist() if present.size else []
+        )
         return [t for t, n in zip(self._table, counts) if n and isinstance(t, str)]
 
     def get_entry(self, idx: tuple[int, ...]) -> ChunkEntry | None:
@@ -413,8 +415,8 @@ class ChunkManifest:
             yield _chunk_key(tuple(int(i) for i in idx))
 
     def items(self) -> Iterator[tuple[str, ChunkEntry]]:
-        for idx in np.argwhere(self._ids != MISSING):
-            idx = tuple(int(i) for i in idx)
+        for row in np.argwhere(self._ids != MISSING):
+            idx = tuple(int(i) for i in row)
             entry = self.get_entry(idx)
             assert entry is not None
             yield _chunk_key(idx), entry

@@ -31,7 +31,7 @@ __all__ = [
 def _codec_from_dict(c: dict[str, Any]) -> Any:
     name = c["name"]
     cls = get_codec_class(name)
-    return cls.from_dict(c)  # type: ignore[attr-defined]
+    return cls.from_dict(c)
 
 
 def parse_codecs(codecs: Iterable[Any] | None, dtype: np.dtype) -> list[Any]:
@@ -196,16 +196,16 @@ def metadata_from_dict(doc: dict[str, Any]) -> ArrayV3Metadata:
     try:
         key = json.dumps(rest, sort_keys=True)
     except (TypeError, ValueError):
-        return ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+        return ArrayV3Metadata.from_dict(doc)
     template = _DOC_TEMPLATES.get(key)
     if template is None:
-        meta = ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+        meta = ArrayV3Metadata.from_dict(doc)
         if len(_DOC_TEMPLATES) >= _TEMPLATE_CACHE_SIZE:
             _DOC_TEMPLATES.clear()
         _DOC_TEMPLATES[key] = meta
         return meta
     if len(doc["shape"]) != len(template.shape):
-        return ArrayV3Metadata.from_dict(doc)  # type: ignore[arg-type]
+        return ArrayV3Metadata.from_dict(doc)
     return _replaced(
         template,
         shape=doc["shape"],
@@ -245,7 +245,14 @@ def chunk_shape_of(metadata: ArrayV3Metadata) -> tuple[int, ...]:
     zarr-python's ``metadata.chunks`` is the *inner* chunk shape of a sharded array;
     a manifest's grid is the regular ``chunk_grid`` (one reference per shard).
     """
-    return tuple(int(c) for c in metadata.chunk_grid.chunk_shape)  # type: ignore[attr-defined]
+    # a regular grid (zarr >= 3.2 also has rectilinear ones, which manifests do not index)
+    chunk_shape = getattr(metadata.chunk_grid, "chunk_shape", None)
+    if chunk_shape is None:
+        raise InvalidManifestError(
+            f"chunk grid {type(metadata.chunk_grid).__name__} is not regular; manifests index "
+            "regular chunk grids only."
+        )
+    return tuple(int(c) for c in chunk_shape)
 
 
 def with_metadata(metadata: ArrayV3Metadata, **changes: Any) -> ArrayV3Metadata:

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import numpy as np
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from virtualizarr.manifests import ManifestArray
 
-MODES = ("w", "w-", "a", "a-", "r+")
+Mode = Literal["w", "w-", "a", "a-", "r+"]
+MODES: tuple[Mode, ...] = ("w", "w-", "a", "a-", "r+")
 # Attributes that change how stored values decode: appending bytes encoded with other ones
 # would silently give wrong values.
 CF_ENCODING_ATTRS = (
@@ -62,7 +63,7 @@ class ArrayWrite:
     """Chunk-grid index where this array's chunk (0, 0, ...) goes (appends, regions)."""
 
 
-def parse_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
+def parse_mode(mode: str | None, append_dim: str | None, region: Any) -> Mode:
     if mode is None:
         mode = "a" if append_dim is not None else "r+" if region is not None else "w-"
     if mode not in MODES:
@@ -77,7 +78,7 @@ def parse_mode(mode: str | None, append_dim: str | None, region: Any) -> str:
                 f"region must be a dict of slices with mode 'r+' or 'a', got {region!r} "
                 f"with mode {mode!r} (region='auto' needs the values of indexes; pass slices)."
             )
-    return mode
+    return MODES[MODES.index(mode)]  # the checked mode, typed as a Mode
 
 
 def plan_array(

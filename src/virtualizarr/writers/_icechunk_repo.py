@@ -76,6 +76,7 @@ def _container(prefix: str) -> Any:
     import icechunk
 
     scheme, _, rest = prefix.partition("://")
+    store: Any  # one of icechunk's object store configurations
     if scheme == "file":
         store = icechunk.local_filesystem_store(rest)
     elif scheme == "s3":

@@ -21,6 +21,7 @@ from virtualizarr.manifests import ManifestArray
 from virtualizarr.writers._icechunk_ingest import IngestReport, ingest_icechunk, ingested_files
 from virtualizarr.writers._icechunk_plan import (
     ArrayWrite,
+    Mode,
     check_containers,
     checksum,
     container_prefixes,
@@ -109,7 +110,7 @@ def to_icechunk(
     """
     import icechunk
 
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "group": group,
         "mode": mode,
         "append_dim": append_dim,
@@ -176,8 +177,10 @@ def _write_dataset(
     loaded = {k: v for k, v in variables.items() if not isinstance(v.data, ManifestArray)}
 
     # Plan and validate everything first, so a refused write changes nothing at all.
-    plans = [plan_array(n, v, store, prefix, mode, append_dim, region) for n, v in virtual.items()]
-    plans = [p for p in plans if p is not None]
+    planned = (
+        plan_array(n, v, store, prefix, mode, append_dim, region) for n, v in virtual.items()
+    )
+    plans = [p for p in planned if p is not None]
     if validate_containers:
         check_containers(plans, container_prefixes(store))
     guard = checksum(last_updated_at)
@@ -250,6 +253,8 @@ def _write_inlined(store: IcechunkStore, plan: ArrayWrite) -> None:
     from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
 
     doc = plan.doc or get_doc(store, join(plan.path, "zarr.json"))  # region: the stored one
+    if doc is None:
+        raise WriterError(f"{plan.path}: no zarr.json in the store to write inlined chunks into.")
     enc = parse_chunk_key_encoding(doc["chunk_key_encoding"])
     for idx in np.argwhere(m.inlined):
         key = enc.encode_chunk_key(tuple(int(i) + o for i, o in zip(idx, plan.offset)))
@@ -261,7 +266,7 @@ def _write_loaded(
     global_attrs: Mapping[Hashable, Any],
     store: IcechunkStore,
     prefix: str,
-    mode: str,
+    mode: Mode,
     append_dim: str | None,
     region: Mapping[str, slice] | None,
 ) -> None:
@@ -284,7 +289,7 @@ def _write_loaded(
     # as a data variable (dimension coordinates become indexes by themselves).
     sub = xr.Dataset(variables, attrs=json_attrs(global_attrs, None))  # no NaN literals
     session = store.session
-    if mode in ("w", "w-"):
+    if mode == "w" or mode == "w-":
         xr_to_icechunk(sub, session, group=group, mode=mode)
     elif not variables:
         if mode != "r+":

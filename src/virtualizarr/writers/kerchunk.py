@@ -264,7 +264,7 @@ def _inline_small(
     from virtualizarr.registry import ObjectStoreRegistry
 
     registry = registry or ObjectStoreRegistry()
-    table = list(m.table)
+    table: list[str | bytes] = list(m.table)
     ids = m.path_ids.copy()
     for pid in np.unique(m.path_ids[small]):
         where = np.nonzero(small & (m.path_ids == pid))
@@ -272,7 +272,7 @@ def _inline_small(
         nonempty = lengths > 0
         datas = [b""] * len(starts)
         if nonempty.any():
-            url = table[int(pid)]
+            url = str(table[int(pid)])  # a path: only path ids are "small" references
             store, key = registry.resolve(url)
             try:
                 got = obstore.get_ranges(
@@ -280,8 +280,8 @@ def _inline_small(
                 )
             except Exception as e:  # obstore has its own error hierarchy
                 raise WriterError(f"Cannot read chunks of {url} to inline them: {e}") from e
-            for i, data in zip(np.flatnonzero(nonempty), got):
-                datas[i] = bytes(data)
+            for i, got_bytes in zip(np.flatnonzero(nonempty), got):
+                datas[i] = bytes(got_bytes)
         new_ids = []
         for data in datas:
             table.append(data)
