@@ -188,7 +188,7 @@ def main() -> None:
 
         url = nc_urls[0]
         row(
-            f"5 MB NetCDF4, 3 vars x 96 chunks, coords ({files[0].stat().st_size / 1e6:.1f} MB)",
+            f"NetCDF4, 3 vars x 96 chunks, coords ({files[0].stat().st_size / 1e6:.1f} MB)",
             [
                 measure(server, lambda: vz_open(url))[0],
                 measure(server, lambda: vz_open(url, engine="h5py"))[0],
