@@ -34,7 +34,7 @@ _MISSING = int(MISSING)
 
 class ChunkLocation(NamedTuple):
     """Where the bytes of a key are: held in memory (``data``), or ``length`` bytes at
-    ``offset`` of ``url`` (then ``array`` and ``index`` say which chunk it is).
+    ``offset`` of ``url`` (then ``array`` and ``chunk``, its grid index, say which chunk it is).
 
     A typed, immutable record made once per chunk read: a NamedTuple because a frozen
     dataclass costs ~15 us more to build (one ``object.__setattr__`` per field).
@@ -45,7 +45,7 @@ class ChunkLocation(NamedTuple):
     offset: int = 0
     length: int = 0
     array: ManifestArray | None = None
-    index: tuple[int, ...] = ()
+    chunk: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -232,6 +232,7 @@ class ManifestStore(Store):
     def _find_chunk(self, key: str) -> tuple[str, ManifestArray, tuple[int, ...]] | None:
         # Fast path for the default "/" encoding ("path/c/i/j"): chunk indices are digits,
         # so the last "/c/" ends the array's path. One dict lookup instead of one per depth.
+        tail: str | None
         head, sep, tail = key.rpartition("/c/")
         if not sep and key.endswith("/c"):
             head, tail = key[:-2], None
@@ -311,9 +312,9 @@ class ManifestStore(Store):
         if budget <= 0 or loc.array is None:
             return [], []
         m = loc.array.manifest
-        flat = int(np.ravel_multi_index(loc.index, m.shape_chunk_grid)) if loc.index else 0
+        flat = int(np.ravel_multi_index(loc.chunk, m.shape_chunk_grid)) if loc.chunk else 0
         n_max = min(max(1, budget // max(loc.length, 1)), 4096)
-        pid = m.path_ids.item(*loc.index)
+        pid = m.path_ids.item(*loc.chunk)
         pids, offs, lens = (a.reshape(-1) for a in (m.path_ids, m.offsets, m.lengths))
 
         def side(lo: int, hi: int, backwards: bool) -> list[tuple[int, int]]:

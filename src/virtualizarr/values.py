@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.core.array_spec import ArrayConfig
 
+from virtualizarr.manifests.array import ManifestArray
 from virtualizarr.manifests.metadata import chunk_shape_of
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def _plan(store: ManifestStore, name: str) -> tuple[Any, list[str], list[tuple[i
         from zarr.core.chunk_utils import ChunkTransform
     except ImportError:  # a zarr without synchronous codecs
         return None
-    arr = store.group[name]
+    arr = _array(store, name)
     meta = arr.metadata
     grid = arr.manifest.shape_chunk_grid
     if int(np.prod(grid, dtype=np.int64)) > _MAX_CHUNKS:
@@ -78,7 +79,7 @@ def _fetch(store: ManifestStore, names: list[str], keys: list[str]) -> list[Any]
     if not keys:
         return []
     proto = default_buffer_prototype()
-    tables = (store.group[n].manifest.table for n in names)
+    tables = (_array(store, n).manifest.table for n in names)
     urls = {t for table in tables for t in table if isinstance(t, str)}
     if all(store.registry.local_path(u) is not None for u in urls):
         return [store.get_sync(k, prototype=proto) for k in keys]
@@ -116,7 +117,7 @@ def _assemble(
     from zarr.core.buffer import default_buffer_prototype
 
     transform, _, indices = plan
-    meta = store.group[name].metadata
+    meta = _array(store, name).metadata
     chunks = chunk_shape_of(meta)
     shape = tuple(meta.shape)
     spec = ArraySpec(
@@ -138,6 +139,13 @@ def _assemble(
     return out
 
 
+def _array(store: ManifestStore, name: str) -> ManifestArray:
+    node = store.group[name]
+    if not isinstance(node, ManifestArray):
+        raise TypeError(f"{name!r} is a group, not an array")
+    return node
+
+
 def _native_order(dtype: np.dtype) -> np.dtype:
     """``dtype`` in native byte order, as zarr returns values read from a store."""
     return dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype
@@ -152,7 +160,7 @@ def _read_with_zarr(store: ManifestStore, names: list[str]) -> list[Any]:
     from zarr.storage import StorePath
 
     async def read_all() -> list[Any]:
-        arrays = [AsyncArray(store.group[n].metadata, StorePath(store, n)) for n in names]
+        arrays = [AsyncArray(_array(store, n).metadata, StorePath(store, n)) for n in names]
         return list(await asyncio.gather(*(a.getitem(...) for a in arrays)))
 
     return sync(read_all())

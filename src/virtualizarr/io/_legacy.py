@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def _not_found(url: str, e: Exception) -> FileNotFoundError:
+def _not_found(url: str, e: BaseException) -> FileNotFoundError:
     return FileNotFoundError(f"Cannot read {url}: {type(e).__name__}: {e}")
 
 
@@ -122,7 +122,8 @@ class LocalFileReader(ObstoreReader):
 
     def __init__(self, path: str, *, url: str | None = None, block_size: int = 1 << 20) -> None:
         io.RawIOBase.__init__(self)
-        self._store, self._path, self.url = None, path, url or path
+        self._store: ObjectStore | None = None  # type: ignore[assignment]  # pread, no store
+        self._path, self.url = path, url or path
         self._fd = -1
         try:
             self._fd = os.open(path, os.O_RDONLY)
