@@ -255,10 +255,11 @@ def _decode(
     report: VerifyReport,
     tick: Callable[[], None],
 ) -> None:
-    import zarr
+    from virtualizarr.pipeline import checked
 
     opened: dict[str, Any] = {}
-    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}):
+    # arrays opened in here raise ChunkReadError naming the file, range and chunk of bad bytes
+    with checked():
         for name, idx in picks:
             url = ""
             entry = arrays[name].manifest.get_entry(idx)
