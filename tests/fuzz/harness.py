@@ -594,12 +594,17 @@ def _open(
     import numpy as np
 
     from virtualizarr import open_virtual_dataset, parsers
+    from virtualizarr.errors import VirtualiZarrError
 
     p = getattr(parsers, parser)(**(parser_kwargs or {})) if parser else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = open_virtual_dataset(path, parser=p, group=group)
-        refs = ds.vz.to_kerchunk(format="dict")
+        note = ""
+        try:
+            refs = ds.vz.to_kerchunk(format="dict")
+        except VirtualiZarrError as e:  # a writer's limit (sharding...), not the parser's
+            refs, note = {}, f", to_kerchunk refused: {type(e).__name__}"
         problem = _check_refs(refs, path)
         if problem:
             return "BAD:" + problem
@@ -607,7 +612,7 @@ def _open(
             loaded = ds.vz.open_data()
             for name in loaded.variables:
                 np.asarray(loaded[name].values)
-    return f"{len(ds.variables)} variables"
+    return f"{len(ds.variables)} variables{note}"
 
 
 def _parse_only(path: str, parser: str | None, parser_kwargs: dict[str, Any] | None = None) -> str:
