@@ -30,10 +30,11 @@ ROUTES = ["open_data", "open_data_dask", "checked_fused", "checked_batched"]
 
 
 def corrupt_copy(
-    ds: xr.Dataset, var: str, tmp_path: Path, which: int = -1
+    ds: xr.Dataset, var: str, tmp_path: Path, which: int = -1, span: int | None = None
 ) -> tuple[xr.Dataset, str, str]:
     """A copy of ``var``'s source file whose chunk number ``which`` (among the present
-    ones) is overwritten with seeded noise, and ``ds`` pointing at the copy.
+    ones) is overwritten with seeded noise (its first ``span`` bytes; all by default),
+    and ``ds`` pointing at the copy.
 
     Returns (dataset, the copy's URL, the chunk's key in the store).
     """
@@ -47,7 +48,8 @@ def corrupt_copy(
     bad = tmp_path / "bad" / src.name
     bad.parent.mkdir(exist_ok=True)
     shutil.copyfile(src, bad)
-    noise = np.random.default_rng(12).integers(0, 256, length, dtype=np.uint8).tobytes()
+    span = length if span is None else span
+    noise = np.random.default_rng(12).integers(0, 256, span, dtype=np.uint8).tobytes()
     with open(bad, "r+b") as f:
         f.seek(offset)
         f.write(noise)
@@ -154,6 +156,28 @@ def test_tiff_tiles(tmp_path: Path, compression: str, route: str) -> None:
         np.testing.assert_array_equal(good, img)
     bad, url, key = corrupt_copy(ds, var, tmp_path, which=1)
     assert_located(bad, var, url, key, route)
+
+
+@pytest.mark.parametrize("route", ["open_data", "checked_batched"])
+def test_sharded_zarr_inner_chunk(tmp_path: Path, route: str) -> None:
+    """A shard (zarr's sharding codec reads its inner chunks itself): the shard is named."""
+    values = np.random.default_rng(3).random((40, 40))
+    g = zarr.open_group(tmp_path / "s.zarr", mode="w", zarr_format=3)
+    a = g.create_array(
+        "v",
+        shape=(40, 40),
+        chunks=(10, 10),
+        shards=(20, 20),
+        dtype="f8",
+        compressors=zarr.codecs.ZstdCodec(),
+        dimension_names=["x", "y"],
+    )
+    a[:] = values
+    ds = vz.open_virtual_dataset(str(tmp_path / "s.zarr"))
+    np.testing.assert_array_equal(ds.vz.open_data()["v"].values, values)
+    # the inner chunks' bytes, not the index at the end (whose checksum would say "missing")
+    bad, url, key = corrupt_copy(ds, "v", tmp_path, which=3, span=200)
+    assert_located(bad, "v", url, key, route)
 
 
 def test_truncated_source_is_the_stores_error(netcdf4_zlib, tmp_path: Path) -> None:
