@@ -25,6 +25,7 @@ from virtualizarr.manifests.array import ManifestArray
 from virtualizarr.manifests.group import ManifestGroup
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import to_json_safe
+from virtualizarr.manifests.sources import group_with_records, records_of
 from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = ["ChunkLocation", "ManifestStore"]
@@ -121,21 +122,26 @@ class ManifestStore(Store):
         if not isinstance(group, ManifestGroup):
             raise TypeError(f"expected a ManifestGroup, got {type(group).__name__}")
         super().__init__(read_only=True)
-        self._group = group
         self._registry = registry if registry is not None else ObjectStoreRegistry()
+        # Records carried by the manifests (made at parse time, kept through combines,
+        # pickling and reference files) come first; then what open_source saw of each file
+        # in this process; ``sources`` overrides both.
+        records = records_of(n.manifest for n in self._nodes_of(group))
         if sources is None:
-            # what open_source saw of each file when it was parsed (none if never opened here)
             urls = {
                 u
                 for node in self._nodes_of(group)
                 for u in node.manifest.table
-                if isinstance(u, str)
+                if isinstance(u, str) and u not in records
             }
-            records = recorded(urls)
+            records.update(recorded(urls))
         else:
             if isinstance(sources, Mapping):
                 sources = sources.values()
-            records = {r.url: r for r in sources}
+            records.update({r.url: r for r in sources})
+        # the manifests carry them on, so writers persist them and verify can compare
+        group = group_with_records(group, records)
+        self._group = group
         self._reader = ChunkReader(
             self._registry, records, max_in_flight=max_in_flight, read_ahead=read_ahead
         )

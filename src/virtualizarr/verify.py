@@ -2,8 +2,8 @@
 
 Checks, in order, each reported per file, variable and chunk:
 
-1. every source file exists and is unchanged since it was virtualized (size and ETag or
-   mtime, where the references carry a :class:`~virtualizarr.manifests.sources.SourceRecord`);
+1. every source file exists and is unchanged since it was virtualized (size and ETag,
+   where the references carry a :class:`~virtualizarr.manifests.sources.SourceRecord`);
 2. every referenced byte range lies inside its file and is not empty (vectorised over
    the manifests: no chunk is read for this);
 3. the chunks decode with the array's codecs (all of them, or a seeded random sample);
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -120,32 +119,6 @@ def _chunk_key(idx: tuple[int, ...]) -> str:
     return ".".join(map(str, idx)) if idx else "0"
 
 
-def current_record(url: str, registry: ObjectStoreRegistry | None = None) -> SourceRecord | None:
-    """The file at ``url`` as it is now, or ``None`` if it does not exist."""
-    from virtualizarr.io import file_size
-    from virtualizarr.registry import ObjectStoreRegistry
-
-    registry = registry if registry is not None else ObjectStoreRegistry()
-    local = registry.local_path(url)
-    if local is not None:
-        try:
-            st = os.stat(local)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return SourceRecord(size=st.st_size, mtime=st.st_mtime)
-    try:
-        import virtualizarr.io as vio
-
-        head = getattr(vio, "head_record", None)  # ETag too, where the I/O layer offers it
-        if head is not None:
-            return head(url, registry)  # type: ignore[no-any-return]
-        return SourceRecord(size=file_size(url, registry))
-    except FileNotFoundError:
-        return None
-
-
 # -- the checks -------------------------------------------------------------------------------
 
 
@@ -157,14 +130,16 @@ def _check_sources(
 ) -> dict[str, int]:
     """Current sizes of the files that exist; problems for missing and changed ones."""
     sizes: dict[str, int] = {}
+    from virtualizarr.io import stat_record
+
     for url in urls:
-        now = current_record(url, registry)
+        now = stat_record(url, registry)
         if now is None:
             report.problems.append(Problem("missing", url, "the file does not exist"))
             continue
         sizes[url] = now.size
         then = recorded.get(url)
-        change = then.changes(now) if then is not None else None
+        change = then.changes(now.size, now.etag) if then is not None else None
         if change is not None:
             report.problems.append(
                 Problem("stale", url, f"changed since it was virtualized: {change}")

@@ -33,6 +33,7 @@ from virtualizarr.io.source import (
     open_source,
     recorded,
     remember,
+    stat_record,
     total_stats,
     translate_error,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "hand_over",
     "open_source",
     "recorded",
+    "stat_record",
     "remember",
     "total_stats",
     "translate_error",

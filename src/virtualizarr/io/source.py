@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from virtualizarr.errors import SourceChangedError, SourceReadError
+from virtualizarr.manifests.manifest import normalize_path
+from virtualizarr.manifests.sources import SourceRecord
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -58,6 +60,7 @@ __all__ = [
     "LocalSource",
     "RemoteSource",
     "SourceRecord",
+    "stat_record",
     "SourceStats",
     "hand_over",
     "open_source",
@@ -146,31 +149,6 @@ def total_stats() -> SourceStats:
         return SourceStats(_TOTAL.requests, _TOTAL.bytes)
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """The size and ETag (or local mtime) of a file when it was read, to detect later changes.
-
-    Parsers hand ``source.record()`` to :class:`~virtualizarr.store.ManifestStore`
-    (``sources=``), which then refuses to read chunks of a file that has changed since.
-
-    >>> rec = SourceRecord("file:///data/a.nc", 100, "1-2-64")
-    >>> rec.check(100, "1-2-64")  # unchanged: nothing happens
-    """
-
-    url: str
-    size: int
-    etag: str | None = None
-
-    def check(self, size: int, etag: str | None, *, when: str = "") -> None:
-        """Raise :class:`SourceChangedError` if ``size``/``etag`` differ from the record."""
-        if size != self.size or (etag is not None and self.etag is not None and etag != self.etag):
-            raise SourceChangedError(
-                f"{self.url} changed{when}: it was {self.size} bytes (ETag {self.etag}), "
-                f"it is now {size} bytes (ETag {etag}). Its chunk references point at the "
-                "old version; virtualize the file again."
-            )
-
-
 _RECORDS: dict[str, SourceRecord] = {}
 _RECORDS_MAX = 1 << 17
 _RECORDS_LOCK = threading.Lock()
@@ -200,6 +178,34 @@ def recorded(urls: Iterable[str]) -> dict[str, SourceRecord]:
 def _local_etag(st: os.stat_result) -> str:
     # inode, modification time and size, as obstore's LocalStore spells a local ETag
     return f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
+
+
+def stat_record(url: str, registry: ObjectStoreRegistry | None = None) -> SourceRecord | None:
+    """The size and ETag of the file at ``url`` now (a ``stat``, or one HEAD request);
+    ``None`` if there is no such file.
+
+    >>> stat_record("file:///no/such/file.nc") is None
+    True
+    """
+    from virtualizarr.registry import ObjectStoreRegistry
+
+    url = normalize_path(url)
+    registry = registry if registry is not None else ObjectStoreRegistry()
+    local = registry.local_path(url)
+    if local is not None:
+        try:
+            st = os.stat(local)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return SourceRecord(url, st.st_size, _local_etag(st))
+    store, key = registry.resolve(url)
+    try:
+        size, etag = head_meta(store, key, url)
+    except FileNotFoundError:
+        return None
+    return SourceRecord(url, size, etag)
 
 
 # -- obstore calls and their errors --------------------------------------------------------

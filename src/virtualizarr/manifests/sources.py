@@ -32,77 +32,69 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SourceRecord:
-    """Size and version of one source file at the time it was virtualized.
+    """Size and ETag of one source file at the time it was virtualized.
 
-    >>> SourceRecord(size=1024, etag='"abc"').to_json()
-    {'size': 1024, 'etag': '"abc"'}
+    Local files have an ETag too: inode, modification time and size, as obstore's
+    ``LocalStore`` spells it.
+
+    >>> rec = SourceRecord("file:///data/a.nc", 100, "1-2-64")
+    >>> rec.check(100, "1-2-64")  # unchanged: nothing happens
+    >>> rec.to_json()
+    {'size': 100, 'etag': '1-2-64'}
     """
 
+    url: str
     size: int
     """Length of the file in bytes."""
     etag: str | None = None
     """The object store's ETag (``None`` where the store gives none)."""
-    mtime: float | None = None
-    """Last modification, seconds since the epoch (local files; stores without ETags)."""
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON (without the URL, which keys it)."""
         out: dict[str, Any] = {"size": int(self.size)}
         if self.etag is not None:
             out["etag"] = self.etag
-        if self.mtime is not None:
-            out["mtime"] = float(self.mtime)
         return out
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> SourceRecord:
+    def from_json(cls, url: str, doc: Mapping[str, Any]) -> SourceRecord:
         """The record from :meth:`to_json`'s output; ``ValueError`` if it is not one."""
         try:
-            size = int(doc["size"])
             etag = doc.get("etag")
-            mtime = doc.get("mtime")
-            return cls(
-                size=size,
-                etag=None if etag is None else str(etag),
-                mtime=None if mtime is None else float(mtime),
-            )
+            return cls(url=url, size=int(doc["size"]), etag=None if etag is None else str(etag))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a source record: {doc!r}") from e
 
-    def check(self, size: int, etag: str | None, *, url: str, when: str = "") -> None:
-        """Raise :class:`~virtualizarr.errors.SourceChangedError` if the file now differs.
+    def changes(self, size: int, etag: str | None) -> str | None:
+        """How a file of ``size`` bytes and ``etag`` differs from this record, if it does.
 
-        >>> SourceRecord(100, "1-2-64").check(100, "1-2-64", url="file:///a.nc")  # unchanged
+        Size always counts, the ETag when both sides have one.
+
+        >>> SourceRecord("file:///a.nc", 10).changes(12, None)
+        'it was 10 bytes (ETag None), it is now 12 bytes (ETag None)'
         """
-        change = self.changes(SourceRecord(size, etag))
+        if size != self.size or (etag is not None and self.etag is not None and etag != self.etag):
+            return (
+                f"it was {self.size} bytes (ETag {self.etag}), it is now {size} bytes (ETag {etag})"
+            )
+        return None
+
+    def check(self, size: int, etag: str | None, *, when: str = "") -> None:
+        """Raise :class:`~virtualizarr.errors.SourceChangedError` if the file now differs."""
+        change = self.changes(size, etag)
         if change is not None:
             from virtualizarr.errors import SourceChangedError
 
             raise SourceChangedError(
-                f"{url} changed{when}: {change}. Its chunk references point at the old "
+                f"{self.url} changed{when}: {change}. Its chunk references point at the old "
                 "version; virtualize the file again."
             )
-
-    def changes(self, now: SourceRecord) -> str | None:
-        """How ``now`` differs from this record, or ``None`` if the file looks unchanged.
-
-        Size always counts; the ETag when both have one; else the mtime when both have one.
-
-        >>> SourceRecord(10, mtime=1.0).changes(SourceRecord(12, mtime=1.0))
-        'size was 10 bytes, is now 12'
-        """
-        if now.size != self.size:
-            return f"size was {self.size} bytes, is now {now.size}"
-        if self.etag is not None and now.etag is not None:
-            return None if self.etag == now.etag else f"ETag was {self.etag}, is now {now.etag}"
-        if self.mtime is not None and now.mtime is not None and self.mtime != now.mtime:
-            return f"modified at {now.mtime:.6f}, recorded {self.mtime:.6f}"
-        return None
 
 
 class SourceURL(str):
     """A path that remembers its file's :class:`SourceRecord` (``.record``).
 
-    >>> u = SourceURL("file:///data/a.nc", SourceRecord(4))
+    >>> u = SourceURL("file:///data/a.nc", SourceRecord("file:///data/a.nc", 4))
     >>> u == "file:///data/a.nc", u.record.size
     (True, 4)
     """
@@ -125,7 +117,9 @@ def with_records(manifest: ChunkManifest, records: Mapping[str, SourceRecord]) -
     if not records:
         return manifest
     table = tuple(
-        SourceURL(t, records[t]) if isinstance(t, str) and t in records else t
+        SourceURL(t, records[t])
+        if isinstance(t, str) and t in records and getattr(t, "record", None) != records[t]
+        else t
         for t in manifest.table
     )
     if all(a is b for a, b in zip(table, manifest.table)):
@@ -151,19 +145,24 @@ def records_of(manifests: Iterable[ChunkManifest]) -> dict[str, SourceRecord]:
 
 
 def group_with_records(group: ManifestGroup, records: Mapping[str, SourceRecord]) -> ManifestGroup:
-    """``group`` (and its subgroups) with ``records`` attached to every array's manifest."""
+    """``group`` (and its subgroups) with ``records`` attached to every array's manifest.
+
+    Returns ``group`` itself when every reference already carries its record.
+    """
     from virtualizarr.manifests.group import ManifestGroup
 
     if not records:
         return group
-    return ManifestGroup(
-        arrays={
-            k: type(a)(a.metadata, with_records(a.manifest, records))
-            for k, a in group.arrays.items()
-        },
-        groups={k: group_with_records(g, records) for k, g in group.groups.items()},
-        attributes=group.attributes,
-    )
+    arrays = {}
+    for k, a in group.arrays.items():
+        m = with_records(a.manifest, records)
+        arrays[k] = a if m is a.manifest else type(a)(a.metadata, m)
+    groups = {k: group_with_records(g, records) for k, g in group.groups.items()}
+    if all(arrays[k] is group.arrays[k] for k in arrays) and all(
+        groups[k] is group.groups[k] for k in groups
+    ):
+        return group
+    return ManifestGroup(arrays=arrays, groups=groups, attributes=group.attributes)
 
 
 def records_from_json(doc: Any) -> dict[str, SourceRecord]:
@@ -176,7 +175,7 @@ def records_from_json(doc: Any) -> dict[str, SourceRecord]:
     if isinstance(sources, dict):
         for url, rec in sources.items():
             try:
-                out[str(url)] = SourceRecord.from_json(rec)
+                out[str(url)] = SourceRecord.from_json(str(url), rec)
             except ValueError:
                 continue
     return out
