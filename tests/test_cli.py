@@ -33,9 +33,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return make_sample_archive(
-        tmp_path_factory.mktemp("cli") / "sample", n_files=2, steps=4
-    )  # whole time chunks (2)
+    # 4 steps: whole time chunks (the demo's files are chunked by 2 along time)
+    return make_sample_archive(tmp_path_factory.mktemp("cli") / "sample", n_files=2, steps=4)
 
 
 def _expected(files: list[Path]) -> float:

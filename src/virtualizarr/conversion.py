@@ -157,7 +157,8 @@ def variable_to_array(name: str, var: xr.Variable) -> ManifestArray:
     # byte order kept as read (the loaded values are native already); default fill value
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("="))
-    return inline_array(values, encoded.dims, attrs, fill_value=None, compress_above=None)
+    dims = [str(d) for d in encoded.dims]
+    return inline_array(values, dims, attrs, fill_value=None, compress_above=None)
 
 
 # -- Dataset <-> ManifestGroup ---------------------------------------------------------------
@@ -216,9 +217,9 @@ def dataset_from_group(
     global_attrs = dict(attributes)
     if isinstance(global_attrs.get(COORDINATES_ATTR), str):
         coord_names.update(global_attrs.pop(COORDINATES_ATTR).split())
-    for name, var in variables.items():
-        if name in var.dims:
-            coord_names.add(str(name))
+    for key, var in variables.items():
+        if key in var.dims:
+            coord_names.add(str(key))
     coord_names &= {str(n) for n in variables}
 
     # Coordinates in the arrays' order, never a set's: set order follows PYTHONHASHSEED, and

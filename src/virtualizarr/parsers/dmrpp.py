@@ -17,7 +17,7 @@ import math
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 import numpy as np
@@ -185,7 +185,7 @@ def _parse_variable(elem: ET.Element, tag: str, path: str, ctx: _Context) -> Man
         raise _Skip(
             f"it has no dmrpp:chunks element ({', '.join(other) or 'no storage information'})"
         )
-    order = ">" if chunks.get("byteOrder", "LE").upper() == "BE" else "<"
+    order: Literal["<", ">"] = ">" if chunks.get("byteOrder", "LE").upper() == "BE" else "<"
     dtype = np.dtype(_DTYPES[tag]).newbyteorder(order) if _DTYPES[tag] != "S1" else np.dtype("S1")
     codecs = _codecs(
         chunks.get("compressionType", ""), chunks.get("deflateLevel"), dtype, path, ctx
@@ -214,7 +214,9 @@ def _parse_variable(elem: ET.Element, tag: str, path: str, ctx: _Context) -> Man
 
 
 def _dimensions(elem: ET.Element, path: str, ctx: _Context) -> tuple[list[str], list[int]]:
-    names, shape, seen = [], [], {}
+    names: list[str] = []
+    shape: list[int] = []
+    seen: dict[int, int] = {}  # size -> how many unnamed dimensions of that size so far
     for d in elem.findall(f"{DAP}Dim"):
         ref = d.get("name")
         if ref is None:  # anonymous: <Dim size="5"/>
@@ -292,7 +294,9 @@ def _manifest(
                     f"{ctx.url}: variable {path!r} has chunks without chunkPositionInArray."
                 )
             texts = ["[" + ",".join("0" * len(shape)) + "]"]
-        pos = np.array([[int(v) for v in t.strip("[] ").split(",")] for t in texts], dtype=np.int64)
+        pos = np.array(
+            [[int(v) for v in str(t).strip("[] ").split(",")] for t in texts], dtype=np.int64
+        )
         pos = pos.reshape(n, len(shape))
         idx = pos // np.array(chunk_shape)
         if (pos % np.array(chunk_shape)).any() or (idx >= np.array(grid)).any() or (pos < 0).any():

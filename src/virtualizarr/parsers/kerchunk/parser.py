@@ -18,7 +18,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -369,7 +369,7 @@ def _positions(keys: list[str], grid: tuple[int, ...], sep: str, path: str) -> n
     if (idx < 0).any() or (idx >= np.array(grid)).any():
         bad = keys[int(np.argmax(((idx < 0) | (idx >= np.array(grid))).any(axis=1)))]
         raise ParserError(f"chunk key {path}/{bad} lies outside the chunk grid {grid}.")
-    return np.ravel_multi_index(tuple(idx.T), grid)
+    return np.asarray(np.ravel_multi_index(tuple(idx.T), grid))
 
 
 _MAX_UNLISTED_RECORDS = 100_000
@@ -388,10 +388,11 @@ class _ParquetChunks:
         import pyarrow as pa
 
         n = math.prod(grid)
-        records = range(math.ceil(n / self.record_size))
+        n_records = math.ceil(n / self.record_size)
+        records: Sequence[int] = range(n_records)
         present = self._record_files(path)
         if present is not None:  # read only the record files there are
-            records = [r for r in sorted(present) if r < len(records)]
+            records = [r for r in sorted(present) if r < n_records]
         elif len(records) > _MAX_UNLISTED_RECORDS:
             raise ParserError(
                 f"{self.base}/{path} would need {len(records)} record files read one by one "

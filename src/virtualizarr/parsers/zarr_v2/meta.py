@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import numpy as np
+from zarr.core.common import JSON
 from zarr.core.dtype import get_data_type_from_json
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -26,7 +27,7 @@ from virtualizarr.manifests.metadata import with_metadata
 __all__ = ["MAX_SPARSE_CHUNKS", "check_grid", "v2_metadata", "v3_metadata"]
 
 KeyEncoding = tuple[str, str, str]
-_DEFAULT_KEY_ENCODING = {"name": "default", "configuration": {"separator": "/"}}
+_DEFAULT_KEY_ENCODING: dict[str, JSON] = {"name": "default", "configuration": {"separator": "/"}}
 _OBJECT_CODECS = ("vlen-utf8", "vlen-bytes")
 
 
