@@ -377,9 +377,13 @@ def compressed_image_array(
             f"{what}: some tiles are stored uncompressed or in GZIP_COMPRESSED_DATA (COMPRESSED_DATA is empty "
             "for them), which one codec cannot describe."
         )
-    elem = {"B": 1, "I": 2, "J": 4}.get(
-        _TFORM.match(str(header[f"TFORM{data.index}"])).group(3).strip()[:1], 1
-    )
+    tform = str(header[f"TFORM{data.index}"])
+    m = _TFORM.match(tform)
+    if m is None:
+        raise CorruptFileError(
+            f"{what}: TFORM{data.index} = {tform!r} is not a binary table format."
+        )
+    elem = {"B": 1, "I": 2, "J": 4}.get(m.group(3).strip()[:1], 1)
     theap = header.integer("THEAP", rowlen * nrows)
     heap = np.uint64(data_offset + theap)
     ends = heap + heap_offset + count * np.uint64(elem)

@@ -164,7 +164,7 @@ def geography(
             }
         )
         return ("values",), (n,), coords
-    if lat is None:
+    if lat is None or lon is None:
         return ("y", "x"), (nj, ni), {}
     lat2, lon2 = lat.reshape(nj, ni), lon.reshape(nj, ni)
     if (

@@ -478,4 +478,4 @@ def _jpeg_codecs(
         "outcolorspace": outcolorspace,
     }
     codec = {"name": "virtualizarr.tiff_jpeg", "configuration": to_json_safe(config)}
-    return np.dtype(config["dtype"]), [codec], np.asarray(page.databytecounts, dtype=np.uint64)
+    return np.dtype(str(config["dtype"])), [codec], np.asarray(page.databytecounts, dtype=np.uint64)
