@@ -217,6 +217,27 @@ def test_distributed_cluster_workers_read_files(files, tmp_path):
     assert len(list(log.iterdir())) == len(paths) + 1
 
 
+def test_merged_batches_take_the_column_wise_combine(files):
+    import pickle
+
+    from virtualizarr.mfdataset import Collector, _fast_combine, virtualize_part
+
+    batches = []
+    for k in range(0, 12, 4):  # three batches, as three workers return them
+        c = Collector()
+        for f in files[k : k + 4]:
+            c.add(virtualize_part(str(f)))
+        batches.append(pickle.loads(pickle.dumps(c)))
+    col = batches[0]
+    for b in batches[1:]:
+        col.merge(b)
+    assert len({id(x) for x in col.names}) == 1  # one shared description: no fallback
+    ds = _fast_combine(
+        col, combine="by_coords", concat_dim=None, decode_times=None, sources=list(col.sources)
+    )
+    assert_same_virtual(ds, open_virtual_mfdataset([str(f) for f in files[:12]]))
+
+
 def test_collector_keeps_each_files_variables_when_they_differ(files):
     import pickle
 

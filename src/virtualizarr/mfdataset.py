@@ -626,6 +626,14 @@ class Collector:
         no Python work per chunk and almost none per file.
         """
         base = len(self.sources)
+        if base:  # our interner forgets across pickling: seed it with our latest objects
+            self._intern("names", self.names[-1])
+            self._intern("attrs", self.attrs[-1])
+            for name, vc in self.virtual.items():
+                self._intern(("meta", name), vc.metas[-1])
+            for name, lc in self.loaded.items():
+                self._intern(("dims", name), lc.dims[-1])
+                self._intern(("lattrs", name), lc.attrs[-1])
         remap = np.fromiter(
             (self.table.setdefault(t, len(self.table)) for t in other.table),
             dtype=np.uint32,
