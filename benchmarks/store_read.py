@@ -5,7 +5,8 @@ of one variable (``--n-files`` x 96 chunks of ~44 kB, zlib + shuffle):
 
 - fetch only: ``get`` (async, zarr's default concurrency 10), ``get_partial_values``
   (one request per file) and ``get_sync`` (what zarr's FusedCodecPipeline calls);
-- zarr array read through the store with zarr's default pipeline and FusedCodecPipeline;
+- zarr array read through the store with zarr's default pipeline, FusedCodecPipeline and
+  virtualizarr.pipeline's checked FusedCodecPipeline (open_data's; one try per chunk);
 - the same array read through fsspec ``reference://`` on the kerchunk JSON, for scale.
 
     python benchmarks/store_read.py [--n-files 20] [--repeat 5]
@@ -69,6 +70,10 @@ def main() -> None:
     default_array = open_array(store, 3)
     with zarr.config.set(FUSED):
         fused_array = open_array(store, 3)
+    from virtualizarr.pipeline import checked
+
+    with checked():  # what ds.vz.open_data() uses: names file and chunk of undecodable bytes
+        checked_array = open_array(store, 3)
     fs = fsspec.filesystem("reference", fo=str(refs), asynchronous=True)
     fsspec_array = open_array(FsspecStore(fs, read_only=True, path=""), 2)
 
@@ -80,6 +85,7 @@ def main() -> None:
         "fetch: get_sync": lambda: [store.get_sync(k, prototype=proto) for k in keys],
         "read: zarr default pipeline": lambda: default_array[...],
         "read: zarr FusedCodecPipeline": lambda: fused_array[...],
+        "read: virtualizarr CheckedFusedCodecPipeline": lambda: checked_array[...],
         "read: fsspec reference:// (zarr v2)": lambda: fsspec_array[...],
     }
     for fn in fns.values():  # warm-up: imports, OS cache, thread pools
