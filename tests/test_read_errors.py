@@ -138,6 +138,25 @@ def test_h5py_gzip_chunk(tmp_path: Path, route: str) -> None:
     assert isinstance(err.__cause__, zlib.error)
 
 
+@pytest.mark.parametrize("route", ["open_data", "checked_fused", "checked_batched"])
+def test_chunk_decoding_to_too_few_bytes(tmp_path: Path, route: str) -> None:
+    """A valid zlib stream of 8 bytes where a 800-byte chunk belongs: zarr's reshape fails."""
+    h5py = pytest.importorskip("h5py")
+    values = np.arange(400.0).reshape(20, 20)
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        f.create_dataset("d", data=values, chunks=(10, 10), compression="gzip")
+    ds = vz.open_virtual_dataset(str(tmp_path / "r.h5"))
+    bad, url, key = corrupt_copy(ds, "d", tmp_path, which=2)
+    m = bad["d"].data.manifest
+    offset, length = m.offsets.item(1, 0), m.lengths.item(1, 0)
+    stream = zlib.compress(b"\0" * 8)
+    with open(url.removeprefix("file://"), "r+b") as f:
+        f.seek(offset)
+        f.write(stream + b"\0" * (length - len(stream)))
+    err = assert_located(bad, "d", url, key, route)
+    assert isinstance(err.__cause__, ValueError), repr(err.__cause__)
+
+
 @pytest.mark.parametrize("compression", ["zlib", "lzw", "jpeg"])
 @pytest.mark.parametrize("route", ["open_data", "checked_batched"])
 def test_tiff_tiles(tmp_path: Path, compression: str, route: str) -> None:
