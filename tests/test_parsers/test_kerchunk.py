@@ -417,3 +417,25 @@ def test_references_over_http(nc_file: Path, http_server) -> None:  # noqa: F811
         if path.is_file():
             n, nbytes = _transfer(http_server, path)
             assert (n, nbytes) == (1, path.stat().st_size), path
+
+
+def test_arrays_without_dimension_names_get_phony_names(tmp_path: Path) -> None:
+    """References whose .zattrs has no (or a broken) _ARRAY_DIMENSIONS open with phony_dim_<n>
+    names, one per distinct length, instead of failing in xarray; values are the inlined bytes."""
+    from virtualizarr import open_virtual_dataset
+
+    doc = {
+        ".zgroup": '{"zarr_format": 2}',
+        "a/.zarray": zarray([2, 3], [2, 3], dtype="<i2", fill=-1),
+        "a/.zattrs": json.dumps({"_ARRAY_DIMENSIONS": ["only_one"]}),
+        "a/0.0": "base64:" + base64.b64encode(np.arange(6, dtype="<i2").tobytes()).decode(),
+        "b/.zarray": zarray([3], [3], dtype="<i2", fill=-1),
+        "b/0": "base64:" + base64.b64encode(np.arange(3, dtype="<i2").tobytes()).decode(),
+    }
+    path = write_json(tmp_path / "refs.json", doc)
+    store = KerchunkJSONParser()(path, REG)
+    assert store.group["a"].metadata.dimension_names == ("phony_dim_0", "phony_dim_1")
+    assert store.group["b"].metadata.dimension_names == ("phony_dim_1",)
+    ds = open_virtual_dataset(path, loadable_variables=["a", "b"])
+    np.testing.assert_array_equal(ds["a"].values, np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(ds["b"].values, np.arange(3))

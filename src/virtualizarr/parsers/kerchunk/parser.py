@@ -32,7 +32,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, with_metadata
-from virtualizarr.parsers.zarr_v2.meta import check_grid
+from virtualizarr.parsers.zarr_v2.meta import check_grid, name_missing_dimensions
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
 
@@ -547,11 +547,13 @@ class _Builder:
             pre = f"{rel}/" if rel else ""
             kids = {n for n in names if n.startswith(pre) and "/" not in n[len(pre) :] and n != rel}
             return ManifestGroup(
-                arrays={
-                    k[len(pre) :]: a
-                    for k, a in arrays.items()
-                    if k.startswith(pre) and "/" not in k[len(pre) :]
-                },
+                arrays=name_missing_dimensions(
+                    {
+                        k[len(pre) :]: a
+                        for k, a in arrays.items()
+                        if k.startswith(pre) and "/" not in k[len(pre) :]
+                    }
+                ),
                 groups={k[len(pre) :]: build(k) for k in sorted(kids)},
                 attributes=self._attrs((prefix + rel).strip("/")),
             )

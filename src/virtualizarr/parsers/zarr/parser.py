@@ -25,6 +25,7 @@ from virtualizarr.errors import (
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
 from virtualizarr.manifests.metadata import chunk_grid_shape, chunk_shape_of
+from virtualizarr.parsers.zarr_v2.meta import name_missing_dimensions
 from virtualizarr.parsers.zarr_v2.source import ZarrSource
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
@@ -287,29 +288,9 @@ def _walk_arrays(group: _GroupDoc) -> list[_ArrayDoc]:
 
 def _to_group(doc: _GroupDoc, built: dict[str, ManifestArray], path: str) -> ManifestGroup:
     arrays = {name: built[a.path] for name, a in doc.arrays.items() if a.path in built}
-    arrays = _name_dimensions(arrays)
+    arrays = name_missing_dimensions(arrays)
     groups = {name: _to_group(g, built, _join(path, name)) for name, g in doc.groups.items()}
     return ManifestGroup(arrays=arrays, groups=groups, attributes=doc.attrs)
-
-
-def _name_dimensions(arrays: dict[str, ManifestArray]) -> dict[str, ManifestArray]:
-    """Arrays without dimension names (v2 without ``_ARRAY_DIMENSIONS``, v3 without
-    ``dimension_names``) get netCDF-style ``phony_dim_<n>`` names, one per distinct length in
-    the group (as netCDF-C names HDF5's unnamed dimensions), so xarray can open them."""
-    from virtualizarr.manifests.metadata import with_metadata
-
-    lengths: dict[int, str] = {}
-    out = {}
-    for name, arr in arrays.items():
-        dims = arr.metadata.dimension_names
-        if dims is None or any(d is None for d in dims):
-            names = [
-                d if d is not None else lengths.setdefault(n, f"phony_dim_{len(lengths)}")
-                for d, n in zip(dims or [None] * len(arr.shape), arr.shape)
-            ]
-            arr = ManifestArray(with_metadata(arr.metadata, dimension_names=names), arr.manifest)
-        out[name] = arr
-    return out
 
 
 # -- arrays ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ store spells chunk keys: ``(prefix, separator, key of the single chunk of a 0-d 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.core.common import JSON
@@ -24,7 +24,16 @@ from virtualizarr.errors import (
 )
 from virtualizarr.manifests.metadata import with_metadata
 
-__all__ = ["MAX_SPARSE_CHUNKS", "check_grid", "v2_metadata", "v3_metadata"]
+if TYPE_CHECKING:
+    from virtualizarr.manifests import ManifestArray
+
+__all__ = [
+    "MAX_SPARSE_CHUNKS",
+    "check_grid",
+    "name_missing_dimensions",
+    "v2_metadata",
+    "v3_metadata",
+]
 
 KeyEncoding = tuple[str, str, str]
 _DEFAULT_KEY_ENCODING: dict[str, JSON] = {"name": "default", "configuration": {"separator": "/"}}
@@ -218,3 +227,23 @@ def v3_metadata(doc: dict[str, Any]) -> tuple[ArrayV3Metadata, KeyEncoding]:
     except (KeyError, TypeError) as e:
         raise ParserError(f"invalid zarr.json array metadata: {e!r}") from e
     return with_metadata(meta, chunk_key_encoding=_DEFAULT_KEY_ENCODING), enc
+
+
+def name_missing_dimensions(arrays: dict[str, ManifestArray]) -> dict[str, ManifestArray]:
+    """Arrays without dimension names (v2 without ``_ARRAY_DIMENSIONS``, v3 without
+    ``dimension_names``) get netCDF-style ``phony_dim_<n>`` names, one per distinct length in
+    the group (as netCDF-C names HDF5's unnamed dimensions), so xarray can open them."""
+    from virtualizarr.manifests import ManifestArray
+
+    lengths: dict[int, str] = {}
+    out = {}
+    for name, arr in arrays.items():
+        dims = arr.metadata.dimension_names
+        if dims is None or any(d is None for d in dims):
+            names = [
+                d if d is not None else lengths.setdefault(n, f"phony_dim_{len(lengths)}")
+                for d, n in zip(dims or [None] * len(arr.shape), arr.shape)
+            ]
+            arr = ManifestArray(with_metadata(arr.metadata, dimension_names=names), arr.manifest)
+        out[name] = arr
+    return out
