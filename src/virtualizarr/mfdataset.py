@@ -49,10 +49,10 @@ from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import cf_encoding_mismatch, fill_values_equal, with_metadata
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.xarray import (
-    _parse,
-    _subgroup,
     decode_variables,
+    parse_source,
     read_stored_values,
+    select_group,
     select_variables,
 )
 
@@ -184,8 +184,8 @@ def virtualize_part(
 
     >>> # part = virtualize_part("f001.nc"); part.virtual["air"].manifest
     """
-    url, registry, store = _parse(path, registry, parser)
-    node = _subgroup(store.group, group, url)
+    url, registry, store = parse_source(path, registry, parser)
+    node = select_group(store.group, group, url)
     arrays, load = select_variables(node, drop_variables, loadable_variables, url)
     raw = read_stored_values(node, registry, load)
     loaded_set = set(load)

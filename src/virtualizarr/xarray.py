@@ -31,9 +31,15 @@ __all__ = [
 ]
 
 
-def _parse(
+def parse_source(
     url: str | os.PathLike[str], registry: ObjectStoreRegistry | None, parser: Parser | None
 ) -> tuple[str, ObjectStoreRegistry, ManifestStore]:
+    """Normalize ``url`` and run ``parser`` (detected when None) on it.
+
+    Returns ``(url, registry, store)``; the registry is a new empty one when None is given.
+
+    >>> # url, registry, store = parse_source("data.nc", None, None)
+    """
     from virtualizarr.parsers import detect_parser
 
     url = normalize_path(url)
@@ -48,7 +54,11 @@ def _parse(
     return url, registry, store
 
 
-def _subgroup(group: ManifestGroup, path: str | None, url: str) -> ManifestGroup:
+def select_group(group: ManifestGroup, path: str | None, url: str) -> ManifestGroup:
+    """The subgroup ``path`` of ``group`` (``group`` itself for None/"/"), else a KeyError naming ``url``.
+
+    >>> # node = select_group(store.group, "forecast", url)
+    """
     if not path or path.strip("/") == "":
         return group
     try:
@@ -173,7 +183,7 @@ def dataset_from_store(
 
     >>> # ds = dataset_from_store(HDFParser()(url, registry), loadable_variables=["time"])
     """
-    node = _subgroup(store.group, group, source or "store")
+    node = select_group(store.group, group, source or "store")
     arrays, load = select_variables(node, drop_variables, loadable_variables, source)
     loaded = decode_variables(read_raw_variables(node, store.registry, load), decode_times, source)
     return dataset_from_group(arrays, node.attributes, loaded, source=source)
@@ -219,7 +229,7 @@ def open_virtual_dataset(
     >>> # ds = open_virtual_dataset("air.nc")
     >>> # ds.vz.to_kerchunk("air.json", format="json")
     """
-    url, registry, store = _parse(url, registry, parser)
+    url, registry, store = parse_source(url, registry, parser)
     return dataset_from_store(
         store,
         group=group,
@@ -246,8 +256,8 @@ def open_virtual_datatree(
 
     >>> # tree = open_virtual_datatree("groups.nc"); tree["/a/b"].ds
     """
-    url, registry, store = _parse(url, registry, parser)
-    root = _subgroup(store.group, group, url)
+    url, registry, store = parse_source(url, registry, parser)
+    root = select_group(store.group, group, url)
     datasets: dict[str, xr.Dataset] = {}
     for path, node in root.walk():
         if not isinstance(node, ManifestGroup):

@@ -15,8 +15,8 @@ pytest.importorskip("virtualizarr.parsers.hdf5")
 from tests.test_mfdataset import STEPS, write_file
 from virtualizarr import open_virtual_mfdataset
 from virtualizarr.errors import ParserError
+from virtualizarr.ingest import ingest_icechunk, ingested_files
 from virtualizarr.manifests.manifest import normalize_path
-from virtualizarr.writers.icechunk import ingest_icechunk, ingested_files
 
 N = 12
 
@@ -104,3 +104,17 @@ def test_skip_records_failed_files_and_a_resume_does_not_retry_them(files, tmp_p
     again = ingest_icechunk(paths, str(repo), append_dim="time", batch_size=3, on_error="skip")
     assert again.snapshots == []
     assert again.already == 6
+
+
+def test_old_import_location_still_works() -> None:
+    """``ingest_icechunk`` moved to virtualizarr.ingest; the writer module still hands it out."""
+    import virtualizarr.writers.icechunk as writer
+    from virtualizarr import ingest
+    from virtualizarr.writers.icechunk import IngestReport
+    from virtualizarr.writers.icechunk import ingest_icechunk as old
+
+    assert old is ingest.ingest_icechunk
+    assert IngestReport is ingest.IngestReport
+    assert writer.ingested_files is ingest.ingested_files
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        writer.nope  # noqa: B018

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from virtualizarr.io.source import _count, _obstore_errors
+from virtualizarr.io.source import count_io, obstore_errors
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.registry import ObjectStoreRegistry
 
@@ -50,9 +50,9 @@ class ObstoreReader(io.RawIOBase):
         self._store, self._path, self.url = store, path, url or path
         try:
             self._size = int(obstore.head(store, path)["size"])
-        except _obstore_errors() as e:
+        except obstore_errors() as e:
             raise _not_found(self.url, e) from e
-        _count(None, 1, 0)
+        count_io(None, 1, 0)
         self._pos = 0
         self._block = block_size
         self._buf_start = 0
@@ -88,7 +88,7 @@ class ObstoreReader(io.RawIOBase):
         import obstore
 
         data = bytes(obstore.get_range(self._store, self._path, start=start, length=length))
-        _count(None, 1, len(data))
+        count_io(None, 1, len(data))
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -205,9 +205,9 @@ def read_range(
     store, path = registry.resolve(url)
     try:
         data = bytes(obstore.get_range(store, path, start=start, length=length))
-        _count(None, 1, len(data))
+        count_io(None, 1, len(data))
         return data
-    except _obstore_errors() as e:
+    except obstore_errors() as e:
         # Stores refuse a range that starts at or past the end; that is an empty read.
         try:
             past_end = start >= file_size(url, registry)
@@ -233,9 +233,9 @@ def file_size(url: str, registry: ObjectStoreRegistry | None = None) -> int:
             return st.st_size
         store, path = registry.resolve(url)
         size = int(obstore.head(store, path)["size"])
-        _count(None, 1, 0)
+        count_io(None, 1, 0)
         return size
-    except _obstore_errors() as e:
+    except obstore_errors() as e:
         raise _not_found(url, e) from e
 
 

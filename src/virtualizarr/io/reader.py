@@ -37,8 +37,8 @@ from virtualizarr.io.source import (
     MAX_IN_FLIGHT,
     MERGE_GAP,
     SourceRecord,
-    _local_etag,
     get_range_meta_async,
+    local_etag,
 )
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class ChunkReader:
                 st = os.stat(path)
             except OSError as e:
                 raise ChunkReadError(f"Cannot read {url}: {e.strerror}") from e
-            rec.check(st.st_size, _local_etag(st), when=" since it was virtualized")
+            rec.check(st.st_size, local_etag(st), when=" since it was virtualized")
 
     def _read_local(
         self, url: str, path: str, starts: Sequence[int], lengths: Sequence[int]
@@ -158,7 +158,7 @@ class ChunkReader:
                 st = os.fstat(fd)
                 seen = (st.st_size, st.st_ino, st.st_mtime_ns)
                 if self._local_ok.get(url) != seen:  # spelling the ETag costs more than a read
-                    rec.check(st.st_size, _local_etag(st), when=" since it was virtualized")
+                    rec.check(st.st_size, local_etag(st), when=" since it was virtualized")
                     self._local_ok[url] = seen
             data = read_local_ranges_fd(fd, starts, lengths)
         except OSError as e:

@@ -128,7 +128,7 @@ _TOTAL = SourceStats()
 _TOTAL_LOCK = threading.Lock()
 
 
-def _count(stats: SourceStats | None, requests: int, nbytes: int) -> None:
+def count_io(stats: SourceStats | None, requests: int, nbytes: int) -> None:
     with _TOTAL_LOCK:
         _TOTAL.add(requests, nbytes)
         if stats is not None:
@@ -175,7 +175,7 @@ def recorded(urls: Iterable[str]) -> dict[str, SourceRecord]:
         return {u: _RECORDS[u] for u in urls if u in _RECORDS}
 
 
-def _local_etag(st: os.stat_result) -> str:
+def local_etag(st: os.stat_result) -> str:
     # inode, modification time and size, as obstore's LocalStore spells a local ETag
     return f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
 
@@ -199,7 +199,7 @@ def stat_record(url: str, registry: ObjectStoreRegistry | None = None) -> Source
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return SourceRecord(url, st.st_size, _local_etag(st))
+        return SourceRecord(url, st.st_size, local_etag(st))
     store, key = registry.resolve(url)
     try:
         size, etag = head_meta(store, key, url)
@@ -241,7 +241,7 @@ def translate_error(e: BaseException, url: str, what: str = "read") -> OSError:
     return SourceReadError(f"Cannot {what} {url}: {type(e).__name__}: {first}")
 
 
-def _obstore_errors() -> tuple[type[BaseException], ...]:
+def obstore_errors() -> tuple[type[BaseException], ...]:
     from obstore.exceptions import BaseError
 
     # obstore raises its own hierarchy, plus builtins for missing objects and bad paths
@@ -249,7 +249,7 @@ def _obstore_errors() -> tuple[type[BaseException], ...]:
 
 
 def _with_retries(call: Any, url: str, what: str) -> Any:
-    errors = _obstore_errors()
+    errors = obstore_errors()
     delay = BACKOFF
     for attempt in range(RETRIES + 1):
         try:
@@ -286,7 +286,7 @@ def get_range_meta(
         return data, r.range[0], int(meta["size"]), meta.get("e_tag")
 
     data, first, size, etag = _with_retries(call, url, "read")
-    _count(None, 1, len(data))
+    count_io(None, 1, len(data))
     return data, first, size, etag
 
 
@@ -299,7 +299,7 @@ async def get_range_meta_async(
     import obstore
     from obstore.exceptions import NotSupportedError
 
-    errors = _obstore_errors()
+    errors = obstore_errors()
     delay = BACKOFF
     for attempt in range(RETRIES + 1):
         try:
@@ -309,7 +309,7 @@ async def get_range_meta_async(
                 r = await obstore.get_async(store, key)
             data = memoryview(await r.bytes_async())
             meta = r.meta
-            _count(None, 1, len(data))
+            count_io(None, 1, len(data))
             return data, r.range[0], int(meta["size"]), meta.get("e_tag")
         except errors as e:
             if attempt == RETRIES or not _is_transient(e):
@@ -324,7 +324,7 @@ def head_meta(store: ObjectStore, key: str, url: str) -> tuple[int, str | None]:
     import obstore
 
     meta = _with_retries(lambda: obstore.head(store, key), url, "read")
-    _count(None, 1, 0)
+    count_io(None, 1, 0)
     return int(meta["size"]), meta.get("e_tag")
 
 
@@ -434,7 +434,7 @@ class LocalSource(ByteSource):
             self.close()
             raise SourceReadError(f"Cannot read {url}: not a regular file")
         self.size = st.st_size
-        self.etag = _local_etag(st)
+        self.etag = local_etag(st)
         self._head: bytes | None = None
 
     @property
@@ -450,7 +450,7 @@ class LocalSource(ByteSource):
             if not more:
                 break
             data += more
-        _count(self.stats, 1, len(data))
+        count_io(self.stats, 1, len(data))
         return data
 
     def read(self, offset: int, length: int) -> bytes:
@@ -747,7 +747,7 @@ class _LocalFile(SourceFile):
             if k == 0:
                 break
             got += k
-        _count(self.source.stats, 1, got)
+        count_io(self.source.stats, 1, got)
         self._pos += got
         return got
 

@@ -18,7 +18,6 @@ import xarray as xr
 
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests import ManifestArray
-from virtualizarr.writers._icechunk_ingest import IngestReport, ingest_icechunk, ingested_files
 from virtualizarr.writers._icechunk_plan import (
     ArrayWrite,
     Mode,
@@ -43,7 +42,22 @@ if TYPE_CHECKING:
 
     from icechunk import IcechunkStore, Repository
 
+    from virtualizarr.ingest import IngestReport, ingest_icechunk, ingested_files
+
 __all__ = ["IngestReport", "ingest_icechunk", "ingested_files", "to_icechunk"]
+
+# ingest_icechunk opens files through the API (open_virtual_mfdataset), so it lives above
+# the writers in virtualizarr.ingest; these names stay importable from here, resolved on
+# first access (PEP 562) so that importing the writer never imports the API.
+_MOVED_TO_INGEST = ("IngestReport", "ingest_icechunk", "ingested_files")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_INGEST:
+        import importlib
+
+        return getattr(importlib.import_module("virtualizarr.ingest"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_icechunk(
