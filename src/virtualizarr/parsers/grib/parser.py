@@ -196,8 +196,8 @@ def _date_key(header: bytes) -> tuple[bytes, tuple[int, int, int]] | None:
             if pds[7] & 0x80:
                 n_gds = int.from_bytes(header[8 + n_pds : 11 + n_pds], "big")
                 rest = header[8 + n_pds : 8 + n_pds + n_gds]
-            date = ((c - 1) * 100 + y) * 10000 + mo * 100 + d
-            return b"1" + bytes(pds) + rest, (date, hh * 100 + mi, 0)
+            ymd = ((c - 1) * 100 + y) * 10000 + mo * 100 + d
+            return b"1" + bytes(pds) + rest, (ymd, hh * 100 + mi, 0)
         parts, pos = [header[6:7]], 16
         date = (0, 0, 0)
         while pos < len(header) - 4:
@@ -306,7 +306,7 @@ def _get(h: Any, key: str, kind: type, default: Any) -> Any:
 
 def _assign_groups(url: str, rows: list[dict[str, Any]], *, split: bool) -> dict[str, list[int]]:
     """Group name -> message indices (see the module docs for the naming)."""
-    grids: dict[tuple[str, str], list[str]] = {}
+    grids: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = {}
     seen: dict[tuple[Any, ...], int] = {}
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -341,7 +341,9 @@ def _assign_groups(url: str, rows: list[dict[str, Any]], *, split: bool) -> dict
     return groups
 
 
-def _cell(r: dict[str, Any], grids: dict[tuple[str, str], list[str]]) -> tuple[Any, ...]:
+def _cell(
+    r: dict[str, Any], grids: dict[tuple[str, str], list[tuple[Any, Any, Any]]]
+) -> tuple[Any, ...]:
     base = (r["typeOfLevel"], r["stepType"])
     g = grids[base].index((r["md5GridSection"], r["gridType"], r["numberOfDataPoints"]))
     return (base, g, r["paramId"], r["cfVarName"], r["number"], r["time"], r["step"], r["level"])

@@ -346,24 +346,30 @@ def _from_sidecar(
     size = cache.size
     offsets = sorted(set(offsets))
     if offsets[0] < 0 or offsets[-1] + 16 > size:
-        return _sidecar_mismatch(url, "an offset lies past the end of the file")
+        _sidecar_mismatch(url, "an offset lies past the end of the file")
+        return None
     cache.fetch([(o, SPARSE_WINDOW) for o in offsets])
     out = []
     for i, off in enumerate(offsets):
         if cache.get(off, 4) != b"GRIB":
-            return _sidecar_mismatch(url, f"no GRIB message at byte {off}")
+            _sidecar_mismatch(url, f"no GRIB message at byte {off}")
+            return None
         try:
             length, large = _section0(cache.get, url, i, off, size)
         except (CorruptFileError, NeedBytes):
-            return _sidecar_mismatch(url, f"no valid GRIB message at byte {off}")
+            _sidecar_mismatch(url, f"no valid GRIB message at byte {off}")
+            return None
         nxt = offsets[i + 1] if i + 1 < len(offsets) else size
         if off + length > nxt:
-            return _sidecar_mismatch(url, f"the message at byte {off} overlaps the next one")
+            _sidecar_mismatch(url, f"the message at byte {off} overlaps the next one")
+            return None
         if nxt - (off + length) >= PADDING:  # room for a message the sidecar does not list
-            return _sidecar_mismatch(url, f"bytes {off + length}-{nxt} are in no listed message")
+            _sidecar_mismatch(url, f"bytes {off + length}-{nxt} are in no listed message")
+            return None
         out.append((off, length, large))
     if offsets[0] >= 128:
-        return _sidecar_mismatch(url, f"the first {offsets[0]} bytes are in no listed message")
+        _sidecar_mismatch(url, f"the first {offsets[0]} bytes are in no listed message")
+        return None
     return out
 
 

@@ -30,7 +30,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, BinaryIO, Self, cast
 
 import numpy as np
 
@@ -124,7 +124,9 @@ class TIFFParser:
                 # remote: follow the IFD chain, then fetch every IFD's tag values in one
                 # concurrent batch, so tifffile reads them all from the source's cache
                 src.read_many(walk_ifds(src.read, src.size, url, head=src.head).values)
-            fh = src.as_file()
+            # a seekable raw binary file over the source's cache; tifffile reads any such
+            # file object, but its annotation names only IO[bytes], which RawIOBase is not
+            fh = cast(BinaryIO, src.as_file())
             try:
                 tif = tifffile.TiffFile(fh, name=url.rsplit("/", 1)[-1])
             except tifffile.TiffFileError as e:
