@@ -56,6 +56,13 @@ class _Var:
     """h5py's dtype of the dataset (``dset.dtype``)."""
 
     @property
+    def dtype(self) -> np.dtype:
+        """The Zarr array's dtype (``info.dtype``; only ``skip`` types have none, and
+        ``build_array`` returns before making a ``_Var`` for those)."""
+        assert self.info.dtype is not None, f"{self.where}: a skipped type has no dtype"
+        return self.info.dtype
+
+    @property
     def extent(self) -> tuple[int, ...]:
         """The HDF5 dataset's own shape."""
         return tuple(int(s) for s in self.dset.shape)
@@ -83,12 +90,12 @@ class _Var:
         fv = self.fillvalue
         if fv is None or self.info.kind not in ("plain", "convert"):
             return None
-        return np.asarray(fv).astype(self.info.dtype).item()
+        return np.asarray(fv).astype(self.dtype).item()
 
     def metadata(self, chunk_shape: tuple[int, ...], codecs: list[Any]) -> ArrayV3Metadata:
         return create_v3_array_metadata(
             shape=self.shape,
-            data_type=self.info.dtype,
+            data_type=self.dtype,
             chunk_shape=chunk_shape,
             fill_value=self.fill_value(),
             codecs=codecs,
@@ -152,7 +159,7 @@ def _check_extent(var: _Var, manifest: ChunkManifest) -> None:
 
 
 def _contiguous(var: _Var) -> ManifestArray:
-    nbytes = math.prod(var.shape) * var.info.dtype.itemsize
+    nbytes = math.prod(var.shape) * var.dtype.itemsize
     offset = var.storage.offset  # None when no storage was ever allocated
     grid = tuple(1 if s else 0 for s in var.shape)
     present = offset is not None and nbytes > 0
@@ -167,7 +174,7 @@ def _contiguous(var: _Var) -> ManifestArray:
 
 
 def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
-    dtype, chunks = var.info.dtype, tuple(storage.chunks or ())
+    dtype, chunks = var.dtype, tuple(storage.chunks or ())
     filters = storage.filters
     try:
         codecs = codecs_for_filters(filters, dtype)
@@ -287,7 +294,7 @@ def _reencode(
 
 
 def _unsupported_filter(var: _Var, e: UnsupportedFilter) -> ManifestArray:
-    nbytes = math.prod(var.shape) * var.info.dtype.itemsize
+    nbytes = math.prod(var.shape) * var.dtype.itemsize
     threshold = var.ctx.parser.inline_threshold
     if nbytes <= threshold:
         try:
@@ -304,7 +311,7 @@ def _unsupported_filter(var: _Var, e: UnsupportedFilter) -> ManifestArray:
 
 
 def _inline_or_skip(var: _Var, reason: str) -> ManifestArray | None:
-    per_item = 16 if var.info.kind == "vlen_str" else var.info.dtype.itemsize  # strings: a guess
+    per_item = 16 if var.info.kind == "vlen_str" else var.dtype.itemsize  # strings: a guess
     nbytes = math.prod(var.shape) * per_item
     threshold = var.ctx.parser.inline_threshold
     if nbytes > threshold:
@@ -321,13 +328,13 @@ def _inline_or_skip(var: _Var, reason: str) -> ManifestArray | None:
 def _read_values(var: _Var) -> np.ndarray:
     """The values as HDF5 decodes them, padded with the fill value to the netCDF shape."""
     if var.info.kind == "vlen_str":
-        values = var.objects.read_strings(var.dset).astype(var.info.dtype)
+        values = var.objects.read_strings(var.dset).astype(var.dtype)
         fill: Any = ""
     else:
-        values = var.objects.read(var.dset, ()).astype(var.info.dtype)
+        values = var.objects.read(var.dset, ()).astype(var.dtype)
         fill = var.fill_value()
     if values.shape != var.shape:
-        padded = np.full(var.shape, fill if fill is not None else 0, dtype=var.info.dtype)
+        padded = np.full(var.shape, fill if fill is not None else 0, dtype=var.dtype)
         padded[tuple(slice(0, n) for n in values.shape)] = values
         values = padded
     return values

@@ -60,7 +60,7 @@ def read_btree1_chunks(
     addresses = np.array([root], np.uint64)
     expected_level: int | None = None
     visited = 0
-    leaves: list[np.ndarray] = []
+    leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     while len(addresses):
         visited += len(addresses)
         if visited * header > ctx.file_size:

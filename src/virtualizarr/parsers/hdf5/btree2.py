@@ -86,7 +86,7 @@ def read_btree2_chunks(ctx: IndexContext, address: int) -> ChunkTable:
         cum_max.append((n + 1) * cum_max[d - 1] + n)
         cum_size.append(_enc_size(cum_max[d]))
 
-    records: list[np.ndarray] = []
+    records: list[bytes] = []
     addresses = [root]
     counts = [root_nrec]
     seen = 0

@@ -122,9 +122,11 @@ def _classify(dt: np.dtype, tid: Any) -> TypeInfo:
     if h5py.check_ref_dtype(dt) is not None:
         return TypeInfo("skip", None, "HDF5 object/region references have no Zarr data type")
     if dt.names is not None and dt.kind != "c":
-        if all(_simple_field(dt.fields[n][0]) for n in dt.names):
-            fields = [(n, dt.fields[n][0].newbyteorder("<")) for n in dt.names]
-            return TypeInfo("compound", np.dtype(fields), "compound (struct) records")
+        fields = dt.fields
+        assert fields is not None, "a dtype with names has fields"
+        if all(_simple_field(fields[n][0]) for n in dt.names):
+            le = [(n, fields[n][0].newbyteorder("<")) for n in dt.names]
+            return TypeInfo("compound", np.dtype(le), "compound (struct) records")
         return TypeInfo("skip", None, "compound type with nested, array or variable-length members")
     if dt.subdtype is not None:
         return TypeInfo("skip", None, f"HDF5 array type {dt} has no Zarr data type")

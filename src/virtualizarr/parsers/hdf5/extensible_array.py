@@ -186,7 +186,7 @@ def read_extensible_array_chunks(ctx: IndexContext, address: int) -> ChunkTable:
             pages = np.frombuffer(block, np.uint8, offset=head + 4)
             pages = pages.reshape(npages, page_bytes)[written]
             if ctx.verify_checksums:
-                hashed.extend(bytes(p[:-4]) for p in pages)
+                hashed.extend(bytes(pages[i, :-4]) for i in range(len(pages)))
                 stored.extend(pages[:, -4:].copy().view("<u4").reshape(-1).tolist())
                 where_.extend([a] * len(pages))
             elements.append(pages[:, :-4].reshape(-1, esize))

@@ -9,7 +9,7 @@ same order. Filters without an exact codec (scale-offset, n-bit, unknown plugins
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,8 +37,12 @@ FILTER_NAMES: dict[int, str] = {
 }
 """Names of the registered HDF5 filter ids, for messages."""
 
-_BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
-_BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+_BloscCname = Literal["blosclz", "lz4", "lz4hc", "snappy", "zlib", "zstd"]
+_BloscShuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
+_BLOSC_CNAMES: dict[int, _BloscCname] = {
+    0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"
+}  # fmt: skip
+_BLOSC_SHUFFLES: dict[int, _BloscShuffle] = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
 
 
 @dataclass(frozen=True, slots=True)

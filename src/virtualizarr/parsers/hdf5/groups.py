@@ -43,10 +43,10 @@ def read_links(f: H5File, hdr: ObjectHeader, sb: Any) -> list[Link]:
     info = parse_dense_info(f, info_msg.body, what, links=True) if info_msg else None
     links = [parse_link(f, m.body, what) for m in hdr.all(LINK)]
     if info is not None and info.heap is not None and info.name_index is not None:
-        heap = FractalHeap.read(f, info.heap)
+        fheap = FractalHeap.read(f, info.heap)
         recs = btree2_records(f, info.name_index, what + " link name index")
-        ids = [r[4 : 4 + heap.id_len] for r in recs]  # type 5: hash, heap id
-        links += [parse_link(f, body, what) for body in heap.objects(ids)]
+        ids = [r[4 : 4 + fheap.id_len] for r in recs]  # type 5: hash, heap id
+        links += [parse_link(f, body, what) for body in fheap.objects(ids)]
     if info is not None and info.tracked:
         return sorted(links, key=lambda link: link.order if link.order is not None else 0)
     return sorted(links, key=lambda link: link.name)
@@ -67,7 +67,7 @@ def _symbol_table_links(f: H5File, btree: int, heap_addr: int, sb: Any, what: st
                 raise f.corrupt(what, f"group B-tree node at {a} visited twice (a cycle)")
             seen.add(a)
         datas = f.read_many([(a, f.clamp(a, node_size)) for a in level], what + " B-tree")
-        nxt = []
+        nxt: list[int] = []
         for a, data in zip(level, datas):
             c = Cursor(data, f, f"{what} B-tree node at {a}")
             if c.take(4) != b"TREE" or c.u8() != 0:

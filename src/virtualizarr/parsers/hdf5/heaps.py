@@ -223,15 +223,18 @@ class FractalHeap:
     def _locate(self, objs: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """File ranges of managed objects ``(heap offset, length)``."""
         what = f"fractal heap at {self.addr}"
+        root = self.root
+        if root is None:  # objects() checks this before calling us
+            raise self.f.corrupt(what, "no root block")
         if self.root_rows == 0:  # the root is a direct block at heap offset 0
             out = []
             for off, ln in objs:
                 if off + ln > self.start_block or off < self._block_header():
                     raise self.f.corrupt(what, f"object at heap offset {off} outside the block")
-                out.append((self.root + off, ln))
+                out.append((root + off, ln))
             return out
         # walk indirect blocks level by level: (obj index, block addr, block heap offset, nrows)
-        todo = [(k, self.root, 0, self.root_rows) for k in range(len(objs))]
+        todo = [(k, root, 0, self.root_rows) for k in range(len(objs))]
         result: list[tuple[int, int] | None] = [None] * len(objs)
         blocks: dict[int, list[int | None]] = {}
         depth = 0
@@ -248,7 +251,7 @@ class FractalHeap:
                     raise self.f.corrupt(what, f"indirect block at {a}: no FHIB signature")
                 c = Cursor(data, self.f, what, 5 + self.f.so + self._off_size)
                 blocks[a] = [c.addr() for _ in range(rows * self.width)]
-            nxt = []
+            nxt: list[tuple[int, int, int, int]] = []
             for k, a, base, rows in todo:
                 off, ln = objs[k]
                 rel = off - base

@@ -40,7 +40,7 @@ def encode_chunk(metadata: ArrayV3Metadata, values: np.ndarray) -> bytes:
     b'\\x00\\x01\\x00\\x02'
     """
     import zarr
-    from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec
+    from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 
     chunk_shape = tuple(int(c) for c in metadata.chunks)
     if values.shape != chunk_shape:
@@ -50,7 +50,10 @@ def encode_chunk(metadata: ArrayV3Metadata, values: np.ndarray) -> bytes:
     codecs = list(metadata.codecs)
     serializer = next(c for c in codecs if isinstance(c, ArrayBytesCodec))
     filters = [c for c in codecs if isinstance(c, ArrayArrayCodec)]
-    compressors = codecs[codecs.index(serializer) + 1 :]
+    # Zarr v3 allows only bytes-to-bytes codecs after the serializer: this keeps all of them
+    compressors = [
+        c for c in codecs[codecs.index(serializer) + 1 :] if isinstance(c, BytesBytesCodec)
+    ]
     store: dict[str, Any] = {}
     arr = zarr.create_array(
         store=zarr.storage.MemoryStore(store),

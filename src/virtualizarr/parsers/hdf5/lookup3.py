@@ -214,8 +214,8 @@ def verify_checksums(blocks: list[bytes] | list[memoryview], stored: np.ndarray)
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)
         if len(idx) <= 4:  # too few to pay for numpy's per-call cost
-            for i in idx:
-                ok[i] = _lookup3_python(bytes(blocks[i])) == int(stored[i])
+            for j in idx:  # numpy integers (``i`` above is an int)
+                ok[j] = _lookup3_python(bytes(blocks[j])) == int(stored[j])
             continue
         rows = np.frombuffer(b"".join(bytes(blocks[i]) for i in idx), np.uint8)
         hashes = lookup3_rows(rows.reshape(len(idx), int(length)))

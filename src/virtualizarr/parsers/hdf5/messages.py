@@ -93,8 +93,9 @@ class Datatype:
     base: Datatype | None = None
     members: list[tuple[str, int, Datatype]] = field(default_factory=list)
     """Compound: (name, byte offset, type)."""
-    numpy: np.dtype | None = None
-    """The numpy dtype h5py gives this type."""
+    numpy: np.dtype = field(default_factory=lambda: np.dtype("V0"))
+    """The numpy dtype h5py gives this type. ``_datatype`` sets it for every class it reads
+    (the others raise Fallback), so the placeholder default is never seen by callers."""
 
     @property
     def big_endian(self) -> bool:
@@ -231,13 +232,13 @@ def _datatype(c: Cursor) -> Datatype:
         ndims = c.u8()
         if version == 2:
             c.skip(3)
-        dims = tuple(c.u32() for _ in range(ndims))
+        array_dims = tuple(c.u32() for _ in range(ndims))
         if version == 2:
             c.skip(4 * ndims)
         base = _datatype(c)
         dt.base = base
-        dt.props = {"dims": dims}
-        dt.numpy = np.dtype((base.numpy, dims))
+        dt.props = {"dims": array_dims}
+        dt.numpy = np.dtype((base.numpy, array_dims))
     elif cls == COMPLEX:
         base = _datatype(c)
         dt.base = base
@@ -287,6 +288,7 @@ def standard_float(dt: Datatype) -> bool:
 def standard_layout(dt: Datatype) -> bool:
     """True if the stored bytes are exactly numpy's dtype of the same size (dtypes.py rule)."""
     if dt.cls == ENUM:
+        assert dt.base is not None, "_datatype gives an enum its base type"
         return standard_layout(dt.base)
     if dt.cls == FIXED:
         return dt.props["precision"] == 8 * dt.size and dt.props["offset"] == 0
@@ -302,6 +304,7 @@ def standard_layout(dt: Datatype) -> bool:
             t.cls == FLOAT and standard_float(t) and t.size == half for _, _, t in dt.members
         )
     if dt.cls == COMPLEX:
+        assert dt.base is not None, "_datatype gives a complex type its base type"
         return standard_float(dt.base)
     return False
 

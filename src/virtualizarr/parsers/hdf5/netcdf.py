@@ -176,8 +176,8 @@ class DimensionNamer:
         self._groups[group.name] = dims
 
     def _unlimited_size(self, scale: DatasetNode, size: int) -> int:
-        refs = netcdf_keys(self._objects.attrs(scale), frozenset({"REFERENCE_LIST"}))
-        refs = refs.get("REFERENCE_LIST")
+        keys = netcdf_keys(self._objects.attrs(scale), frozenset({"REFERENCE_LIST"}))
+        refs = keys.get("REFERENCE_LIST")
         if refs is None:
             return size
         for ref, axis in refs:
@@ -224,6 +224,7 @@ class DimensionNamer:
         labels = self._axis_scales(dset)
         if dset.ndim and all(labels):
             dimlist = info.get("DIMENSION_LIST")
+            assert dimlist is not None  # _axis_scales counted a scale on every axis from it
             try:
                 return tuple(self._ref_name(refs[-1]) for refs in dimlist)
             except (KeyError, OSError, ValueError):
@@ -281,6 +282,7 @@ def _attribute_value(attrs: Any, key: str) -> Any:
     if info is not None:
         if info.length is not None and info.length > 1:
             if np.isscalar(value):
+                assert isinstance(value, bytes)  # a fixed-length string scalar is np.bytes_
                 value = value.decode(info.encoding, "surrogateescape")
             else:
                 value = [b.decode(info.encoding, "surrogateescape") for b in value.flat]

@@ -88,11 +88,14 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
     """Our reader over ``url``: raises ParserError if it is not HDF5, Fallback if the
     file uses what we do not read."""
     from virtualizarr.io import open_source
+    from virtualizarr.io.source import RemoteSource
 
     source = open_source(url, registry)
-    if getattr(source, "merge_gap", 0) > _MERGE_GAP:
+    # only a remote source merges ranges and fetches small files whole; a local one reads
+    # exactly what is asked
+    if isinstance(source, RemoteSource) and source.merge_gap > _MERGE_GAP:
         source.merge_gap = _MERGE_GAP
-    if 0 < source.size <= getattr(source, "whole_below", 0):
+    if isinstance(source, RemoteSource) and 0 < source.size <= source.whole_below:
         # a small remote file: one read past the head brings the rest whole (batches of
         # scattered metadata would otherwise cost a request per piece)
         source.read(source.size - 1, 1)
@@ -242,6 +245,8 @@ class OwnObjects:
                 return None
             here = node.name.rstrip("/") + "/" + part
             if link.kind == "hard":
+                if link.address is None:  # an undefined address: nothing is there
+                    return None
                 node = self._node(self.header(link.address), here)
             elif link.kind == "soft":
                 if hops >= _MAX_SOFT_HOPS:
@@ -265,8 +270,14 @@ class OwnObjects:
             return self._walk(root, [p for p in target.split("/") if p], hops)
         return self._walk(group, [p for p in target.split("/") if p and p != "."], hops)
 
-    def top_groups(self) -> list[str]:
+    def _root(self) -> GroupNode:
         root = self.get("/")
+        if not isinstance(root, GroupNode):
+            raise self.f.corrupt("root group", "the root object is not a group")
+        return root
+
+    def top_groups(self) -> list[str]:
+        root = self._root()
         return sorted(c.key for c in self.children(root) if isinstance(c.obj, GroupNode))
 
     def children(self, group: GroupNode) -> list[Child]:
@@ -314,7 +325,7 @@ class OwnObjects:
         if self._walked:
             return
         self._walked = True
-        stack = [self.get("/")]
+        stack = [self._root()]
         seen: set[int] = set()
         while stack:
             g = stack.pop()
@@ -354,6 +365,8 @@ class OwnObjects:
             from virtualizarr.parsers.hdf5.layout import parse_layout_message
 
             body = self.message(dset.raw, LAYOUT)
+            if body is None:  # _node made a DatasetNode because the message is there
+                raise self.f.corrupt(f"dataset {dset.name!r}", "no layout message")
             lay = dset.extra["layout"] = parse_layout_message(
                 body,
                 sizeof_offsets=self.f.so,
@@ -543,6 +556,7 @@ class OwnObjects:
         if dt.is_vlen_string:
             return [o[:n] for o, n in zip(objs, lens)]
         base = dt.base
+        assert base is not None, "a variable-length sequence type has a base type"
         out = []
         for o, n in zip(objs, lens):
             if len(o) < n * base.size:
@@ -624,15 +638,17 @@ def classify_type(dt: Datatype) -> TypeInfo:
     if dt.cls == REFERENCE:
         return TypeInfo("skip", None, "HDF5 object/region references have no Zarr data type")
     if np_dt.names is not None and np_dt.kind != "c":
+        fields = np_dt.fields
+        assert fields is not None, "a dtype with names has fields"
         if all(
             f[0].names is None
             and f[0].subdtype is None
             and f[0].kind in "biufcS"
             and m.cls not in (REFERENCE, VLEN)
-            for f, (_, _, m) in zip((np_dt.fields[n] for n in np_dt.names), dt.members)
+            for f, (_, _, m) in zip((fields[n] for n in np_dt.names), dt.members)
         ):
-            fields = [(n, np_dt.fields[n][0].newbyteorder("<")) for n in np_dt.names]
-            return TypeInfo("compound", np.dtype(fields), "compound (struct) records")
+            le = [(n, fields[n][0].newbyteorder("<")) for n in np_dt.names]
+            return TypeInfo("compound", np.dtype(le), "compound (struct) records")
         return TypeInfo("skip", None, "compound type with nested, array or variable-length members")
     if np_dt.subdtype is not None:
         return TypeInfo("skip", None, f"HDF5 array type {np_dt} has no Zarr data type")
@@ -719,6 +735,7 @@ class OwnAttrTable:
             elem = dt
             if dt.cls == ARRAY:
                 shape = shape + tuple(dt.props["dims"])
+                assert dt.base is not None, "an array type has a base type"
                 elem = dt.base
             count = math.prod(shape)
             arr = self.o.decode(elem, a.data, count)
