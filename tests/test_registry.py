@@ -198,8 +198,15 @@ def test_http_default_store(http_server: HTTPServer, tmp_path: Path) -> None:
     n_before = len(http_server.requests)
     np.testing.assert_array_equal(read_zarr(virtual(url, manifest)), EXPECTED)
     ranged = [r for r in http_server.requests[n_before:] if r[0] == "GET"]
-    assert len(ranged) == 2  # two chunks present, one missing: one range request each
-    assert all(r[2] and r[2].startswith("bytes=") for r in ranged)
+    # Two chunks present, one missing. The store's ChunkReader (io/reader.py) lets a chunk
+    # read bring the next chunks of the same array and file along (read-ahead, kept until
+    # read once), so both chunks come in ONE range request and neither is fetched twice.
+    # (This test predates the read-ahead and expected one request per chunk.)
+    assert len(ranged) == 1
+    present = manifest.lengths > 0
+    lo = int(manifest.offsets[present].min())
+    hi = int((manifest.offsets[present] + manifest.lengths[present]).max())
+    assert ranged[0][2] == f"bytes={lo}-{hi - 1}"  # exactly the chunks' bytes, each once
     with pytest.raises(ChunkReadError, match=r"gone\.bin"):
         read_zarr(virtual(url.replace("data.bin", "gone.bin"), manifest))
 
