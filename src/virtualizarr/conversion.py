@@ -185,7 +185,7 @@ def dims_of(name: str, arr: ManifestArray) -> tuple[str, ...]:
 
 
 def dataset_from_group(
-    arrays: Mapping[str, ManifestArray],
+    arrays: Mapping[str, ManifestArray | None],
     attributes: Mapping[str, Any],
     loaded: Mapping[str, xr.Variable],
     *,
@@ -196,6 +196,8 @@ def dataset_from_group(
     Coordinates are chosen as ``xr.open_dataset`` would (CF ``coordinates`` attributes and
     dimension names); only loaded 1-D dimension coordinates get an index (an index of a
     virtual variable would need its values).
+    A name given in ``loaded`` may map to None in ``arrays`` (only its place in the order
+    is used).
 
     >>> # ds = dataset_from_group(group.arrays, group.attributes, {"time": time_var})
     """
@@ -204,6 +206,8 @@ def dataset_from_group(
     for name, arr in arrays.items():
         if name in loaded:
             var = loaded[name]
+        elif arr is None:
+            raise ValueError(f"variable {name!r} (of {source}) is neither virtual nor loaded")
         else:
             attrs = {k: v for k, v in arr.metadata.attributes.items() if k != "_ARRAY_DIMENSIONS"}
             encoding = {}

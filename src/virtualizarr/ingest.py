@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from icechunk import Repository
 
+    from virtualizarr.mfdataset import OnError
     from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = ["IngestReport", "ingest_icechunk", "ingested_files"]
@@ -91,7 +92,7 @@ def ingest_icechunk(
     registry: ObjectStoreRegistry | None = None,
     parser: Any = None,
     parallel: Any = None,
-    on_error: str = "raise",
+    on_error: OnError = "raise",
     retries: int = 2,
     progress: bool | None = None,
     validate_containers: bool = True,
@@ -148,7 +149,7 @@ def ingest_icechunk(
             registry,
             parser,
             parallel=parallel,
-            on_error=on_error,  # type: ignore[arg-type]
+            on_error=on_error,
             retries=retries,
             progress=progress,
             **open_kwargs,

@@ -45,6 +45,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from virtualizarr.conversion import dataset_from_group, dims_of
 from virtualizarr.errors import ManifestConcatError, VirtualiZarrError
 from virtualizarr.manifests import ChunkManifest, ManifestArray
+from virtualizarr.manifests.array_api import concatenate
 from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import cf_encoding_mismatch, fill_values_equal, with_metadata
 from virtualizarr.registry import ObjectStoreRegistry
@@ -57,6 +58,8 @@ from virtualizarr.xarray import (
 )
 
 if TYPE_CHECKING:
+    from xarray.core.types import CombineAttrsOptions, CompatOptions, JoinOptions
+
     from virtualizarr.parsers import Parser
 
 __all__ = ["check_cf_compatible", "expand_paths", "open_virtual_mfdataset"]
@@ -161,7 +164,7 @@ class FilePart:
         }
         arrays = {n: self.virtual.get(n) for n, _ in self.names}
         return dataset_from_group(
-            arrays,  # type: ignore[arg-type]  (loaded names are looked up in `loaded` first)
+            arrays,  # loaded names map to None: their values come from `loaded`
             self.attrs,
             decode_variables(raw, decode_times, self.source),
             source=self.source,
@@ -214,8 +217,16 @@ class Failure:
     attempts: int
 
 
-_DETERMINISTIC = (VirtualiZarrError, FileNotFoundError, PermissionError, IsADirectoryError)
-_DETERMINISTIC += (ValueError, TypeError, KeyError, NotImplementedError)
+_DETERMINISTIC: tuple[type[BaseException], ...] = (
+    VirtualiZarrError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    ValueError,
+    TypeError,
+    KeyError,
+    NotImplementedError,
+)
 
 
 @dataclass
@@ -398,28 +409,31 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
             yield virtualize_batch(items[s:e], s, job)
         return
     if parallel == "dask":
-        client = _default_client()
-        if client is not None:
-            yield from _run(items, job, client, bar)
+        dask_client = _default_client()
+        if dask_client is not None:
+            yield from _run(items, job, dask_client, bar)
             return
         # no cluster: dask's local schedulers are threads (which the GIL serialises while
         # parsing) or processes started per call; our kept process pool does the same job
         parallel = "processes"
     if _is_client(parallel):
-        client = parallel
+        # a dask.distributed Client (checked by duck typing: distributed is optional and
+        # untyped, so it is Any here)
+        client: Any = parallel
         workers = max(1, sum(client.nthreads().values()))
         ranges = _batches(n, workers)
-        futures = [
+        client_futures = [
             client.submit(virtualize_batch, items[s:e], s, job, pure=False, retries=job.retries)
             for s, e in ranges
         ]
         try:
-            for fut in futures:
-                yield fut.result()
+            for cfut in client_futures:
+                yield cfut.result()
         finally:
-            client.cancel(futures)
+            client.cancel(client_futures)
         return
     own: Executor | None = None
+    executor: Executor
     steal = False
     tasks_per_worker = 4
     if parallel == "threads":
@@ -428,7 +442,8 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
         own = executor = ThreadPoolExecutor(workers)
     elif parallel == "processes":
         executor = _shared_pool()
-        workers = executor._max_workers  # type: ignore[attr-defined]
+        # the pool's size: a private attribute that typeshed leaves out of the stub
+        workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
         # the client works too, on batches no worker has started: it hides the workers'
         # start-up, and small batches keep both busy to the end
         steal, tasks_per_worker = True, 8
@@ -836,7 +851,7 @@ def _fast_combine(
             raise _General(f"{nm} differs between files but is not along the concat dimension")
 
     # one CF decode per loaded variable: of the concatenation for those along `dim`
-    decoded: dict[str, np.ndarray] = {}
+    decoded: dict[str, xr.Variable] = {}
     bounds: dict[str, np.ndarray] = {}
     for nm in loaded_names:
         lc = col.loaded[nm]
@@ -901,7 +916,7 @@ def _fast_combine(
             arrays[nm] = col.array(nm, first_i, table)
             continue
         arrays[nm] = _concat_virtual(col, nm, d.index(dim), order, table)
-    ds = dataset_from_group(arrays, col.attrs[first_i], loaded, source=sources)  # type: ignore[arg-type]
+    ds = dataset_from_group(arrays, col.attrs[first_i], loaded, source=sources)
     return ds
 
 
@@ -925,13 +940,13 @@ def _concat_virtual(
     if len(distinct) > 1 or grid is None:
         # differing metadata (a shorter last file, or an error to report): the array path,
         # which checks and names every mismatch; only distinct metadata need checking
-        reps = {}
+        reps: dict[int, int] = {}
         for i in order:
             reps.setdefault(id(metas[i]), int(i))
         if len(reps) > 1:
             np.concatenate([col.array(name, i, table) for i in reps.values()], axis=axis)
         if grid is None:
-            return np.concatenate([col.array(name, int(i), table) for i in order], axis=axis)
+            return concatenate([col.array(name, int(i), table) for i in order], axis=axis)
     chunk = first.chunks[axis]
     lengths_along = np.array([metas[i].shape[axis] for i in order])
     bad = np.flatnonzero(lengths_along[:-1] % chunk)
@@ -1000,13 +1015,13 @@ def open_virtual_mfdataset(
     *,
     concat_dim: str | Sequence[str | None] | None = None,
     combine: Literal["by_coords", "nested"] = "by_coords",
-    compat: str = "override",
-    data_vars: str | list[str] = "minimal",
+    compat: CompatOptions = "override",
+    data_vars: Literal["all", "minimal", "different"] | list[str] = "minimal",
     coords: str | list[str] = "minimal",
-    join: str = "outer",
+    join: JoinOptions = "outer",
     preprocess: Callable[[xr.Dataset], xr.Dataset] | None = None,
     parallel: ParallelOption = None,
-    combine_attrs: str = "override",
+    combine_attrs: CombineAttrsOptions = "override",
     progress: bool | None = None,
     on_error: OnError = "raise",
     retries: int = 2,
@@ -1099,14 +1114,7 @@ def open_virtual_mfdataset(
     if col is None and not datasets:
         raise ValueError(f"none of the {len(items)} files could be virtualized: {failed}")
 
-    options = {
-        "compat": compat,
-        "data_vars": data_vars,
-        "coords": coords,
-        "join": join,
-        "combine_attrs": combine_attrs,
-    }
-    combined = None
+    combined: xr.Dataset | None = None
     if col is not None:
         sources = list(col.sources)
         fast_ok = (
@@ -1133,16 +1141,37 @@ def open_virtual_mfdataset(
             datasets = [col.part(i, table).to_dataset(decode_times) for i in range(len(col))]
     if combined is None:
         check_cf_compatible(datasets)
+        # xarray's stubs annotate combine_*'s data_vars/coords as str (combine_by_coords's
+        # data_vars also as a list), but document -- and pass on to xr.concat -- a list of
+        # variable names for both: Any stands in for that until the stubs say so
+        names_or_mode_data_vars: Any = data_vars
+        names_or_mode_coords: Any = coords
         if combine == "nested":
             if failed:
                 raise ValueError(
                     f"combine='nested' cannot leave out the files that failed: {sorted(failed)}"
                 )
-            combined = xr.combine_nested(
-                _unflatten(shape, datasets), concat_dim=concat_dim, **options
+            merged: xr.Dataset | xr.DataArray | xr.DataTree = xr.combine_nested(
+                _unflatten(shape, datasets),
+                concat_dim=concat_dim,
+                compat=compat,
+                data_vars=names_or_mode_data_vars,
+                coords=names_or_mode_coords,
+                join=join,
+                combine_attrs=combine_attrs,
             )
         else:
-            combined = xr.combine_by_coords(datasets, **options)
+            merged = xr.combine_by_coords(
+                datasets,
+                compat=compat,
+                data_vars=data_vars,
+                coords=names_or_mode_coords,
+                join=join,
+                combine_attrs=combine_attrs,
+            )
+        if not isinstance(merged, xr.Dataset):  # a DataArray/DataTree only from such inputs
+            raise TypeError(f"combining gave a {type(merged).__name__}, not a Dataset")
+        combined = merged
         combined.encoding["source"] = [ds.encoding.get("source") for ds in datasets]
     if failed:
         combined.encoding["failed"] = failed
