@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fuzz.harness import (  # noqa: E402
+from tests.fuzz.harness import (
     Runner,
     file_mutants,
     special_mutants,
