@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualizarr.manifests import ChunkManifest, ManifestArray
-from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_safe
+from virtualizarr.conversion import inline_array
+from virtualizarr.manifests import ManifestArray
+from virtualizarr.manifests.metadata import to_json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -91,16 +92,10 @@ def geo_attributes(page: TiffPage) -> dict[str, Any]:
 
 
 def _inline(values: np.ndarray, dim: str, attrs: dict[str, Any]) -> ManifestArray:
-    values = np.ascontiguousarray(values, dtype="<f8")
-    meta = create_v3_array_metadata(
-        shape=values.shape, data_type="<f8", chunk_shape=values.shape, attributes=attrs,
-        dimension_names=[dim],
-    )  # fmt: skip
-    manifest = ChunkManifest.from_path_ids(
-        table=[values.tobytes()], ids=np.zeros(1, np.uint32),
-        offsets=np.zeros(1, np.uint64), lengths=np.array([values.nbytes], np.uint64),
-    )  # fmt: skip
-    return ManifestArray(meta, manifest)
+    # the dtype's default fill and no compression: x/y are small 1-D float64 axes
+    return inline_array(
+        np.asarray(values, dtype="<f8"), dim, attrs, fill_value=None, compress_above=None
+    )
 
 
 def coordinate_arrays(
