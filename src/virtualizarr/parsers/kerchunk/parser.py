@@ -15,6 +15,7 @@ stay inlined. ``[url]`` whole-file references are sized with one HEAD request pe
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -188,12 +189,17 @@ def _render(
     simple = _SIMPLE_TEMPLATE.sub(lambda m: str(names[m[1]]) if m[1] in names else m[0], text)
     if "{{" not in simple and "{%" not in simple:
         return simple
+    return _jinja_template(text).render(**templates, **(context or {}))
+
+
+@functools.lru_cache(maxsize=256)
+def _jinja_template(text: str) -> Any:
+    """``text`` compiled once: a ``gen`` entry renders the same template for every key."""
     try:
         import jinja2.sandbox
     except ImportError as e:
         raise UnsupportedFeatureError(f"Rendering the template {text!r} needs jinja2.") from e
-    env = jinja2.sandbox.SandboxedEnvironment()
-    return env.from_string(text).render(**templates, **(context or {}))
+    return jinja2.sandbox.SandboxedEnvironment().from_string(text)
 
 
 def _expand(doc: dict[str, Any], url: str) -> tuple[dict[str, Any], dict[str, str]]:
