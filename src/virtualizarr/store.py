@@ -70,6 +70,15 @@ def _apply_range(start: int, length: int, byte_range: ByteRequest | None) -> tup
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
+def _held(loc: ChunkLocation, prototype: BufferPrototype) -> Buffer | None:
+    """The bytes of ``loc`` when no file need be read (inlined, or an empty range)."""
+    if loc.data is not None:
+        return prototype.buffer.from_bytes(loc.data)
+    if loc.length == 0:
+        return prototype.buffer.from_bytes(b"")
+    return None
+
+
 class ManifestStore(Store):
     """A read-only Zarr v3 store over a :class:`ManifestGroup`.
 
@@ -357,10 +366,9 @@ class ManifestStore(Store):
             loc = self._resolve_key(key, byte_range)
         except KeyError:
             return None
-        if loc.data is not None:
-            return prototype.buffer.from_bytes(loc.data)
-        if loc.length == 0:
-            return prototype.buffer.from_bytes(b"")
+        held = _held(loc, prototype)
+        if held is not None:
+            return held
         reader = self._reader
         ahead = ([], []) if reader.is_local(loc.url) else self._ahead(loc)
         data = await reader.read_async(loc.url, loc.offset, loc.length, *ahead)
@@ -383,10 +391,9 @@ class ManifestStore(Store):
             loc = self._resolve_key(key, byte_range)
         except KeyError:
             return None
-        if loc.data is not None:
-            return prototype.buffer.from_bytes(loc.data)
-        if loc.length == 0:
-            return prototype.buffer.from_bytes(b"")
+        held = _held(loc, prototype)
+        if held is not None:
+            return held
         reader = self._reader
         local = self._registry.local_path(loc.url)
         if local is not None:
