@@ -66,8 +66,6 @@ def test_read_range_and_size_match(path: Path, tmp_path: Path) -> None:
 def test_unreadable_local_paths(tmp_path: Path, what: str) -> None:
     target = tmp_path / ("gone.bin" if what == "missing" else "")
     with pytest.raises(FileNotFoundError, match="Cannot read"):
-        LocalFileReader(str(target))
-    with pytest.raises(FileNotFoundError, match="Cannot read"):
         open_reader(str(target))
     with pytest.raises(FileNotFoundError, match="Cannot read"):
         file_size(str(target))

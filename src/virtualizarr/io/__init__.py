@@ -2,23 +2,21 @@
 
 Parsers read their metadata through a :class:`ByteSource` (one per file and parse), and
 :class:`~virtualizarr.store.ManifestStore` reads chunks through :func:`fetch_ranges`.
-See :mod:`virtualizarr.io.source` for the design; the older functions (``read_range``,
-``file_size``, ``open_reader``, ``read_local_ranges``) still work.
+See :mod:`virtualizarr.io.source` for the design; :mod:`virtualizarr.io.files` has the
+one-call reads (``read_range``, ``file_size``, ``open_reader``).
 """
 
 from __future__ import annotations
 
-from virtualizarr.io._legacy import (
+from virtualizarr.io.files import (
     LocalFileReader,
     ObstoreReader,
     file_size,
     open_reader,
-    read_local_ranges,
-    read_local_ranges_fd,
     read_range,
 )
 from virtualizarr.io.ranges import coalesce
-from virtualizarr.io.reader import ChunkReader
+from virtualizarr.io.reader import ChunkReader, read_local_ranges, read_local_ranges_fd
 from virtualizarr.io.source import (
     HEAD_BYTES,
     MAX_IN_FLIGHT,

@@ -31,7 +31,6 @@ from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
 from virtualizarr.errors import ChunkReadError
-from virtualizarr.io._legacy import read_local_ranges_fd
 from virtualizarr.io.ranges import coalesce
 from virtualizarr.io.source import (
     MAX_IN_FLIGHT,
@@ -46,7 +45,13 @@ if TYPE_CHECKING:
 
     from virtualizarr.registry import ObjectStoreRegistry
 
-__all__ = ["ChunkReader", "io_loop", "run_on_io_loop"]
+__all__ = [
+    "ChunkReader",
+    "io_loop",
+    "read_local_ranges",
+    "read_local_ranges_fd",
+    "run_on_io_loop",
+]
 
 READ_AHEAD = 4 << 20
 """Bytes of following chunks a remote chunk read may bring along (20 ms at 200 MB/s)."""
@@ -92,6 +97,42 @@ os.register_at_fork(after_in_child=_forget_loop)
 def run_on_io_loop(coro: Coroutine[Any, Any, Any]) -> ThreadFuture[Any]:
     """Schedule ``coro`` on :func:`io_loop`; ``.result()`` blocks, ``asyncio.wrap_future`` awaits."""
     return asyncio.run_coroutine_threadsafe(coro, io_loop())
+
+
+# -- local files ------------------------------------------------------------------------------
+
+
+def read_local_ranges(path: str, starts: Sequence[int], lengths: Sequence[int]) -> list[bytes]:
+    """Byte ranges of the local file ``path``, with one open and one ``pread`` per range.
+
+    Each range may come back short where the file ends. A ``pread`` costs microseconds,
+    against tens of microseconds for an object-store call that opens the file again.
+
+    >>> # read_local_ranges("/data/a.nc", [0, 4096], [8, 100])
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_local_ranges_fd(fd, starts, lengths)
+    finally:
+        os.close(fd)
+
+
+def read_local_ranges_fd(fd: int, starts: Sequence[int], lengths: Sequence[int]) -> list[bytes]:
+    """:func:`read_local_ranges` on an open file descriptor."""
+    out = []
+    for start, length in zip(starts, lengths):
+        data = os.pread(fd, length, start)
+        if 0 < len(data) < length:  # one call returns at most ~2 GiB on Linux
+            parts, got = [data], len(data)
+            while got < length:
+                more = os.pread(fd, length - got, start + got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        out.append(data)
+    return out
 
 
 def _short(url: str, start: int, length: int, got: int) -> ChunkReadError:
