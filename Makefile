@@ -39,7 +39,7 @@ format: $(VENV)/.stamp-test
 	$(PY) -m ruff check --fix src tests benchmarks
 
 bench: $(VENV)/.stamp-test
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo_output

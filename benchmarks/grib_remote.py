@@ -13,27 +13,10 @@ to a file is used by the parser when the file is large (see ``parsers/grib/scan.
 from __future__ import annotations
 
 import argparse
-import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stats(base: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{base}/__stats") as r:
-        return json.loads(r.read())
+from _support import REAL, LatencyServer
 
 
 def main() -> None:
@@ -47,23 +30,11 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="print the raw server counts")
     args = ap.parse_args()
     files = args.files or sorted(
-        p for p in (SHARED / "data/real/grib").iterdir() if p.suffix not in (".md", ".json", ".idx")
+        p for p in (REAL / "grib").iterdir() if p.suffix not in (".md", ".json", ".idx")
     )
     root = files[0].resolve().parent
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(SHARED / "tools/latency_server.py"), str(root), str(port),
-         "--latency-ms", str(args.latency_ms), "--mbps", str(args.mbps)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                stats(base)
-                break
-            except OSError:
-                time.sleep(0.05)
+    with LatencyServer(root, args.latency_ms, args.mbps) as server:
+        base = server.url
         from obstore.store import HTTPStore
 
         from virtualizarr.parsers import GRIBParser
@@ -79,11 +50,11 @@ def main() -> None:
             for _ in range(args.runs):
                 store = HTTPStore.from_url(base, client_options={"allow_http": True})
                 registry = ObjectStoreRegistry({base: store})
-                stats(base)  # reset
+                server.stats()  # reset
                 t = time.perf_counter()
                 GRIBParser()(url, registry)
                 best = min(best, time.perf_counter() - t)
-                counts = stats(base)
+                counts = server.stats()
             size = path.stat().st_size
             budget = int(1.1 * size) + 65536
             assert counts is not None
@@ -93,9 +64,6 @@ def main() -> None:
                 f"{path.name[:48]:48} {size:>10} {counts['requests'] + counts.get('heads', 0):>8} "
                 f"{counts['bytes']:>10} {budget:>10} {best:>7.3f}{flag}"
             )
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -12,28 +12,15 @@ budget) and seconds per file.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REAL = HERE.parent.parent / "shared" / "data" / "real"
-SERVER = HERE.parent.parent / "shared" / "tools" / "latency_server.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _support import REAL, LatencyServer
 
 
 def _generate(folder: Path) -> None:
@@ -75,41 +62,29 @@ def main() -> None:
             if not (folder / f.name).exists():
                 shutil.copyfile(f, folder / f.name)
     _generate(folder)
-    port = _free_port()
-    cmd = [sys.executable, str(SERVER), str(folder), str(port), "--latency-ms",
-           str(args.latency_ms), "--mbps", str(args.mbps)]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/__stats").read()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with LatencyServer(folder, args.latency_ms, args.mbps) as server:
         print(
             f"{'file':32} {'size':>10} {'requests':>8} {'bytes':>10} {'x size':>7} {'budget':>6} {'s':>6}"
         )
         worst = 0.0
         for f in sorted(folder.iterdir()):
             parser = FITSParser() if f.suffix.startswith(".fit") else TIFFParser()
-            urllib.request.urlopen(f"{base}/__stats").read()  # reset the counters
+            server.stats()  # reset the counters
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                parser(f"{base}/{f.name}", ObjectStoreRegistry())
+                parser(f"{server.url}/{f.name}", ObjectStoreRegistry())
             seconds = time.perf_counter() - t
-            stats = json.loads(urllib.request.urlopen(f"{base}/__stats").read())
+            stats = server.stats()
             size = f.stat().st_size
             ok = stats["bytes"] <= 1.1 * size + 65536
             worst = max(worst, stats["bytes"] / size)
-            print(f"{f.name:32} {size:>10} {stats['requests'] + stats.get('heads', 0):>8} "
-                  f"{stats['bytes']:>10} {stats['bytes'] / size:>7.2f} {'ok' if ok else 'OVER':>6} "
-                  f"{seconds:>6.2f}")  # fmt: skip
+            requests = stats["requests"] + stats.get("heads", 0)
+            print(
+                f"{f.name:32} {size:>10} {requests:>8} {stats['bytes']:>10} "
+                f"{stats['bytes'] / size:>7.2f} {'ok' if ok else 'OVER':>6} {seconds:>6.2f}"
+            )
         print(f"largest transfer / size: {worst:.2f}")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":
