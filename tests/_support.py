@@ -1,15 +1,21 @@
-"""Helpers shared by the parser tests."""
+"""Helpers shared by the test modules (parsers, writers)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
 
-__all__ = ["parse", "parser_call"]
+if TYPE_CHECKING:
+    import h5py
+
+__all__ = ["h5py_chunk_index", "h5py_codecs", "parse", "parser_call"]
 
 
 def parse(
@@ -36,3 +42,50 @@ def parser_call(parser_cls: type) -> Callable[..., ManifestStore]:
     call.__name__ = call.__qualname__ = "parse"
     call.__doc__ = f"One file through {parser_cls.__name__}(**options)."
     return call
+
+
+def h5py_codecs(d: h5py.Dataset) -> list[dict]:
+    """The Zarr codecs of an HDF5 dataset written with at most shuffle and zlib (from h5py)."""
+    if d.compression not in (None, "gzip"):
+        raise NotImplementedError(f"{d.name}: {d.compression}")
+    codecs = []
+    if d.shuffle:
+        codecs.append(
+            {"name": "numcodecs.shuffle", "configuration": {"elementsize": d.dtype.itemsize}}
+        )
+    if d.compression == "gzip":
+        codecs.append(
+            {"name": "numcodecs.zlib", "configuration": {"level": int(d.compression_opts)}}
+        )
+    return codecs
+
+
+def h5py_chunk_index(
+    d: h5py.Dataset, shape: tuple[int, ...] | None = None
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """``(chunk shape, written, offsets, lengths)`` of an HDF5 dataset from h5py's own chunk
+    index, on the chunk grid of ``shape`` (default the dataset's; netCDF's may be longer
+    along an unlimited dimension). A contiguous dataset is one chunk; ``written`` is False
+    where no chunk was ever stored.
+
+    >>> # chunks, written, offsets, lengths = h5py_chunk_index(f["air"])
+    """
+    shape = d.shape if shape is None else shape
+    chunks = d.chunks or shape
+    grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunks))
+    written = np.zeros(grid, dtype=bool)
+    offsets = np.zeros(grid, dtype=np.uint64)
+    lengths = np.zeros(grid, dtype=np.uint64)
+    if d.chunks is None:
+        if d.id.get_offset() is not None:  # None: never written
+            written[...], offsets[...], lengths[...] = (
+                True,
+                d.id.get_offset(),
+                d.id.get_storage_size(),
+            )
+    else:
+        for i in range(d.id.get_num_chunks()):
+            info = d.id.get_chunk_info(i)
+            idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks))
+            written[idx], offsets[idx], lengths[idx] = True, info.byte_offset, info.size
+    return chunks, written, offsets, lengths

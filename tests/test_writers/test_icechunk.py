@@ -8,7 +8,6 @@ real ``open_virtual_dataset`` when that parser is installed.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ h5py = pytest.importorskip("h5py")
 netCDF4 = pytest.importorskip("netCDF4")
 import zarr
 
+from tests._support import h5py_chunk_index, h5py_codecs
 from virtualizarr.errors import WriterError
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
 from virtualizarr.manifests.manifest import MISSING, normalize_path
@@ -90,21 +90,6 @@ def write_nc(
     return path
 
 
-def _codecs(d: h5py.Dataset) -> list[dict]:
-    codecs = []
-    if d.shuffle:
-        codecs.append(
-            {"name": "numcodecs.shuffle", "configuration": {"elementsize": d.dtype.itemsize}}
-        )
-    if d.compression == "gzip":
-        codecs.append(
-            {"name": "numcodecs.zlib", "configuration": {"level": int(d.compression_opts)}}
-        )
-    elif d.compression is not None:
-        raise NotImplementedError(d.compression)
-    return codecs
-
-
 def nc_group(path: Path) -> ManifestGroup:
     """A tiny NetCDF4 parser for the tests: chunk index from h5py, attributes from netCDF4."""
     url = normalize_path(path)
@@ -115,23 +100,8 @@ def nc_group(path: Path) -> ManifestGroup:
             # netCDF's shape: the HDF5 extent along an unlimited dimension can be shorter
             # (never-written records), and those read as fill values too
             shape = ncvar.shape
-            chunks = d.chunks or shape
-            grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunks))
-            ids = np.full(grid, MISSING, dtype=np.uint32)
-            offsets = np.zeros(grid, dtype=np.uint64)
-            lengths = np.zeros(grid, dtype=np.uint64)
-            if d.chunks is None:  # contiguous: one chunk (if ever written)
-                if d.id.get_offset() is not None:
-                    ids[...], offsets[...], lengths[...] = (
-                        0,
-                        d.id.get_offset(),
-                        d.id.get_storage_size(),
-                    )
-            else:
-                for i in range(d.id.get_num_chunks()):
-                    info = d.id.get_chunk_info(i)
-                    idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks))
-                    ids[idx], offsets[idx], lengths[idx] = 0, info.byte_offset, info.size
+            chunks, written, offsets, lengths = h5py_chunk_index(d, shape)
+            ids = np.where(written, 0, MISSING).astype(np.uint32)
             attrs = {k: ncvar.getncattr(k) for k in ncvar.ncattrs()}
             fill = attrs.get("_FillValue", netCDF4.default_fillvals[d.dtype.str[1:]])
             meta = create_v3_array_metadata(
@@ -139,7 +109,7 @@ def nc_group(path: Path) -> ManifestGroup:
                 data_type=d.dtype,
                 chunk_shape=chunks,
                 fill_value=fill,
-                codecs=_codecs(d),
+                codecs=h5py_codecs(d),
                 attributes=attrs,
                 dimension_names=ncvar.dimensions,
             )
@@ -178,14 +148,13 @@ def read_back(repo, group: str | None = None) -> xr.Dataset:
     return xr.open_zarr(session.store, consolidated=False, zarr_format=3, group=group).load()
 
 
+def along_time(datasets: list[xr.Dataset]) -> xr.Dataset:
+    """The datasets of consecutive files, one after the other along time."""
+    return xr.concat(datasets, dim="time", data_vars="minimal", coords="minimal", compat="override")
+
+
 def expected(*paths: Path) -> xr.Dataset:
-    return xr.concat(
-        [xr.open_dataset(p).load() for p in paths],
-        dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
+    return along_time([xr.open_dataset(p).load() for p in paths])
 
 
 @pytest.fixture
@@ -277,13 +246,7 @@ def test_group_writes_into_a_subgroup(repo, files):
 
 
 def test_append_equals_opening_all_files(repo, files):
-    first = xr.concat(
-        [virtual_ds(f) for f in files[:2]],
-        dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
+    first = along_time([virtual_ds(f) for f in files[:2]])
     session = repo.writable_session("main")
     to_icechunk(first, session.store)
     session.commit("two files")
@@ -390,13 +353,7 @@ def test_mode_w_minus_refuses_an_existing_group_and_w_overwrites(repo, files):
 
 
 def test_region_write_replaces_references(repo, files):
-    both = xr.concat(
-        [virtual_ds(f) for f in files[:2]],
-        dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
+    both = along_time([virtual_ds(f) for f in files[:2]])
     session = repo.writable_session("main")
     to_icechunk(both, session.store)
     # put file 2's data where file 1's was: only variables along time
@@ -419,13 +376,7 @@ def test_region_write_replaces_references(repo, files):
 
 
 def test_region_with_mode_a_and_read_only_stores(repo, files):
-    both = xr.concat(
-        [virtual_ds(f) for f in files[:2]],
-        dim="time",
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-    )
+    both = along_time([virtual_ds(f) for f in files[:2]])
     session = repo.writable_session("main")
     to_icechunk(both, session.store)
     third = virtual_ds(files[2], loadable=("time", "packed")).drop_vars(["lat", "height"])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tests._support import h5py_chunk_index, h5py_codecs
 from tests.conftest import requires_real_data
 from tests.test_manifests.builders import virtual_array
 from virtualizarr.errors import CodecNotSupportedError, WriterError
@@ -39,37 +40,15 @@ def _hdf5_array(path: Path, name: str, attrs: dict, dims: tuple[str, ...]) -> Ma
     """A ManifestArray over an HDF5 dataset, from h5py's own chunk index (zlib/shuffle only)."""
     with h5py.File(path, "r") as f:
         d = f[name]
-        codecs = []
-        if d.shuffle:
-            codecs.append(
-                {"name": "numcodecs.shuffle", "configuration": {"elementsize": d.dtype.itemsize}}
-            )
-        if d.compression == "gzip":
-            codecs.append(
-                {"name": "numcodecs.zlib", "configuration": {"level": d.compression_opts}}
-            )
-        assert d.compression in (None, "gzip"), d.compression
-        chunks = d.chunks or d.shape
-        grid = tuple(math.ceil(s / c) for s, c in zip(d.shape, chunks))
-        paths = np.full(grid, "", dtype=object)
-        offsets = np.zeros(grid, dtype=np.uint64)
-        lengths = np.zeros(grid, dtype=np.uint64)
-        if d.chunks is None:
-            if d.id.get_offset() is not None:  # None: never written
-                paths[...] = str(path)
-                offsets[...] = d.id.get_offset()
-                lengths[...] = d.id.get_storage_size()
-        else:
-            for i in range(d.id.get_num_chunks()):
-                info = d.id.get_chunk_info(i)
-                idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks))
-                paths[idx], offsets[idx], lengths[idx] = str(path), info.byte_offset, info.size
+        chunks, written, offsets, lengths = h5py_chunk_index(d)
+        paths = np.full(written.shape, "", dtype=object)
+        paths[written] = str(path)
         meta = create_v3_array_metadata(
             shape=d.shape,
             data_type=d.dtype,
             chunk_shape=chunks,
             fill_value=d.fillvalue,
-            codecs=codecs,
+            codecs=h5py_codecs(d),
             attributes=attrs,
             dimension_names=dims,
         )
