@@ -15,7 +15,7 @@ from virtualizarr.store import ManifestStore
 if TYPE_CHECKING:
     import h5py
 
-__all__ = ["h5py_chunk_index", "h5py_codecs", "parse", "parser_call"]
+__all__ = ["h5py_chunk_index", "h5py_codecs", "parse", "parser_call", "referenced_chunks"]
 
 
 def parse(
@@ -89,3 +89,27 @@ def h5py_chunk_index(
             idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks))
             written[idx], offsets[idx], lengths[idx] = True, info.byte_offset, info.size
     return chunks, written, offsets, lengths
+
+
+def referenced_chunks(store: ManifestStore, attribute: str) -> dict[tuple[int, int], np.ndarray]:
+    """``(offset, length)`` of each chunk referenced by the arrays (in the store's groups)
+    that carry ``attribute`` -> its values read through zarr, flattened.
+
+    >>> # got = referenced_chunks(GRIBParser()(url, registry), "GRIB_paramId")
+    """
+    import zarr
+
+    root = zarr.open_group(store, mode="r", zarr_format=3)
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for gname, group in store.group.groups.items():
+        for vname, arr in group.arrays.items():
+            if attribute not in arr.metadata.attributes:
+                continue
+            values = root[f"{gname}/{vname}"][...]
+            m = arr.manifest
+            for idx in zip(*np.nonzero(~m.missing)):
+                sl = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
+                key = (int(m.offsets[idx]), int(m.lengths[idx]))
+                assert key not in out, f"bytes {key} referenced twice"
+                out[key] = values[sl].ravel()
+    return out

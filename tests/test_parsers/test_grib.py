@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests._support import parser_call
+from tests._support import parser_call, referenced_chunks
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError
 from virtualizarr.parsers import GRIBParser, detect_parser
@@ -28,19 +28,22 @@ parse = parser_call(GRIBParser)
 
 def chunk_values(store: ManifestStore) -> dict[int, np.ndarray]:
     """Byte offset of each referenced message -> its values read through zarr, flattened."""
-    root = zarr.open_group(store, mode="r", zarr_format=3)
-    out: dict[int, np.ndarray] = {}
-    for gname, group in store.group.groups.items():
-        for vname, arr in group.arrays.items():
-            if "GRIB_paramId" not in arr.metadata.attributes:
-                continue
-            values = root[f"{gname}/{vname}"][...]
-            m = arr.manifest
-            for idx in zip(*np.nonzero(~m.missing)):
-                sl = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
-                assert int(m.offsets[idx]) not in out, "one message referenced twice"
-                out[int(m.offsets[idx])] = values[sl].ravel()
+    got = referenced_chunks(store, "GRIB_paramId")
+    out = {offset: values for (offset, _), values in got.items()}
+    assert len(out) == len(got), "one message referenced twice"
     return out
+
+
+def open_group(store: ManifestStore, group: str = "isobaricInhPa_instant") -> xr.Dataset:
+    """One group of the store as xarray opens it (no dask)."""
+    return xr.open_dataset(
+        store, engine="zarr", group=group, consolidated=False, zarr_format=3, chunks=None
+    )
+
+
+def open_cfgrib(path: Path) -> xr.Dataset:
+    """The file as cfgrib reads it (no index file written)."""
+    return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
 
 
 def eccodes_values(message: bytes) -> np.ndarray:
@@ -121,12 +124,10 @@ def test_real_file_coordinates_match_cfgrib(rel: str, tmp_path: Path) -> None:
     path = tmp_path / Path(rel).name
     path.write_bytes(real_file(rel).read_bytes())
     store = parse(path)
-    expected = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    expected = open_cfgrib(path)
     name = next(iter(expected.data_vars))
     group = next(k for k, g in store.group.groups.items() if name in g.arrays)
-    ds = xr.open_dataset(
-        store, engine="zarr", group=group, consolidated=False, zarr_format=3, chunks=None
-    )
+    ds = open_group(store, group)
     for coord in ("time", "step", "valid_time", "latitude", "longitude"):
         np.testing.assert_array_equal(ds[coord].values, expected[coord].values, err_msg=coord)
     np.testing.assert_array_equal(ds[name].values.astype(np.float32), expected[name].values)
@@ -175,15 +176,8 @@ def test_hypercube_with_a_missing_combination(tmp_path: Path) -> None:
     for off, msg in zip(offsets, messages):
         np.testing.assert_array_equal(got[int(off)], eccodes_values(msg))
 
-    ds = xr.open_dataset(
-        store,
-        engine="zarr",
-        group="isobaricInhPa_instant",
-        consolidated=False,
-        zarr_format=3,
-        chunks=None,
-    )
-    expected = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    ds = open_group(store)
+    expected = open_cfgrib(path)
     for coord in ("time", "step", "isobaricInhPa", "latitude", "longitude", "valid_time"):
         np.testing.assert_array_equal(
             np.sort(ds[coord].values, axis=None),
@@ -200,15 +194,8 @@ def test_float32_option_equals_cfgrib(tmp_path: Path) -> None:
     path = tmp_path / "cube.grib2"
     write_messages(path, hypercube_specs()[:6])
     store = parse(path, dtype="float32")
-    ds = xr.open_dataset(
-        store,
-        engine="zarr",
-        group="isobaricInhPa_instant",
-        consolidated=False,
-        zarr_format=3,
-        chunks=None,
-    )
-    expected = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    ds = open_group(store)
+    expected = open_cfgrib(path)
     assert ds["t"].dtype == np.float32
     np.testing.assert_array_equal(
         ds["t"].values, expected["t"].sel(isobaricInhPa=ds["isobaricInhPa"]).values
@@ -276,14 +263,7 @@ def test_step_in_minutes_decodes_to_timedelta(tmp_path: Path) -> None:
         [{"stepUnits": 0, "forecastTime": m, "indicatorOfUnitOfTimeRange": 0} for m in (15, 30)],
     )
     store = parse(path)
-    ds = xr.open_dataset(
-        store,
-        engine="zarr",
-        group="isobaricInhPa_instant",
-        consolidated=False,
-        zarr_format=3,
-        chunks=None,
-    )
+    ds = open_group(store)
     np.testing.assert_array_equal(ds["step"].values, np.array([15, 30], "timedelta64[m]"))
 
 
@@ -407,14 +387,7 @@ def test_kerchunk_references_decode_with_the_numcodecs_codec(tmp_path: Path) -> 
     refs = vds.vz.to_kerchunk(format="dict")
     mapper = fsspec.filesystem("reference", fo=refs).get_mapper("")
     got = xr.open_dataset(mapper, engine="zarr", consolidated=False, zarr_format=2, chunks=None)
-    direct = xr.open_dataset(
-        parse(path),
-        engine="zarr",
-        group="isobaricInhPa_instant",
-        consolidated=False,
-        zarr_format=3,
-        chunks=None,
-    )
+    direct = open_group(parse(path))
     np.testing.assert_array_equal(got["u"].values, direct["u"].values)  # incl. the NaN chunk
     assert np.isnan(got["u"].values).any()
 

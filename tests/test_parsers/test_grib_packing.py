@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 
+from tests._support import parser_call, referenced_chunks
 from virtualizarr.parsers import GRIBParser
-from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.store import ManifestStore
 
 eccodes = pytest.importorskip("eccodes")
@@ -20,8 +19,7 @@ eccodes = pytest.importorskip("eccodes")
 SENTINEL = -1.2345e300  # a missingValue no field holds: where ecCodes returns it, it says "missing"
 
 
-def parse(path: Path) -> ManifestStore:
-    return GRIBParser()(str(path), ObjectStoreRegistry())
+parse = parser_call(GRIBParser)
 
 
 def reference(message: bytes) -> np.ndarray:
@@ -37,21 +35,8 @@ def reference(message: bytes) -> np.ndarray:
 
 
 def read_chunks(store: ManifestStore) -> dict[tuple[int, int], np.ndarray]:
-    """(offset, length) of each referenced chunk -> its values read through zarr, flattened."""
-    root = zarr.open_group(store, mode="r", zarr_format=3)
-    out: dict[tuple[int, int], np.ndarray] = {}
-    for gname, group in store.group.groups.items():
-        for vname, arr in group.arrays.items():
-            if "GRIB_paramId" not in arr.metadata.attributes:
-                continue
-            values = root[f"{gname}/{vname}"][...]
-            m = arr.manifest
-            for idx in zip(*np.nonzero(~m.missing)):
-                sl = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
-                key = (int(m.offsets[idx]), int(m.lengths[idx]))
-                assert key not in out, "one field referenced twice"
-                out[key] = values[sl].ravel()
-    return out
+    """(offset, length) of each referenced field -> its values read through zarr, flattened."""
+    return referenced_chunks(store, "GRIB_paramId")
 
 
 def sections(msg: bytes) -> list[bytes]:
