@@ -190,7 +190,7 @@ def virtualize_part(
     url, registry, store = parse_source(path, registry, parser)
     node = select_group(store.group, group, url)
     arrays, load = select_variables(node, drop_variables, loadable_variables, url)
-    raw = read_stored_values(node, registry, load)
+    raw = read_stored_values(node, registry, load, store)
     loaded_set = set(load)
     return FilePart(
         source=url,

@@ -404,6 +404,29 @@ class ManifestStore(Store):
             reader.read_sync(loc.url, loc.offset, loc.length, *self._ahead(loc))
         )
 
+    def read_local_range(
+        self, url: str, offset: int, length: int, array: str = "", chunk: tuple[int, ...] = ()
+    ) -> bytes:
+        """``length`` bytes at ``offset`` of the local file ``url`` (a chunk of ``array``),
+        checked against the file's record like every read of this store.
+
+        The values loader's path: it walks manifests itself, so no chunk key is spelled.
+        A zero-length reference is a :class:`~virtualizarr.errors.ChunkReadError`, as in
+        :meth:`locate`.
+
+        >>> # store.read_local_range("file:///data/a.nc", 4096, 16, "time", (0,))
+        """
+        if length == 0:
+            key = "/".join([array, "c", *map(str, chunk)])
+            raise ChunkReadError(
+                f"Chunk {key!r} references 0 bytes at offset {offset} of {url}: "
+                "an empty reference cannot hold a chunk (the references are corrupt)."
+            )
+        local = self._registry.local_path(url)
+        if local is None:
+            raise ValueError(f"{url} is not a local file of this store's registry")
+        return self._reader.read_local(url, local, offset, length)
+
     def set_sync(self, key: str, value: Buffer) -> None:
         # zarr's sync store surface is all-or-nothing; writes are refused as in `set`
         self._check_writable()

@@ -11,13 +11,16 @@ otherwise) and are decoded synchronously with the array's own zarr codecs.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.core.array_spec import ArrayConfig
 
 from virtualizarr.manifests.array import ManifestArray
+from virtualizarr.manifests.manifest import MISSING
 from virtualizarr.manifests.metadata import chunk_shape_of
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ def read_arrays(store: ManifestStore, names: list[str]) -> list[np.ndarray]:
 
     >>> # time, lat = read_arrays(store, ["time", "lat"])
     """
+    direct_values = _read_local_direct(store, names)
+    if direct_values is not None:
+        return direct_values
     plans = [_plan(store, n) for n in names]
     todo = [n for n, p in zip(names, plans) if p is None]
     via_zarr = dict(zip(todo, _read_with_zarr(store, todo))) if todo else {}
@@ -49,6 +55,131 @@ def read_arrays(store: ManifestStore, names: list[str]) -> list[np.ndarray]:
         else:
             out.append(_assemble(store, config, name, plan, [next(raw) for _ in plan[1]]))
     return out
+
+
+def _read_local_direct(store: ManifestStore, names: list[str]) -> list[np.ndarray] | None:
+    """The values of ``names`` when every chunk is in a local file (or inlined, or missing)
+    and every codec decodes synchronously, else None (then the general path runs).
+
+    Opening a file loads its coordinates: a few one-chunk arrays. This path walks each
+    manifest's grid directly (no chunk keys to spell and parse back), reads each chunk with
+    one ``pread`` through the store's reader (which checks the file against its record)
+    and decodes raw little/big-endian numbers with numpy, other codecs with a codec chain
+    kept per distinct chain: ~0.1 ms per file instead of ~1 ms.
+    """
+    arrays = []
+    for name in names:
+        arr = _array(store, name)
+        m = arr.manifest
+        if math.prod(m.shape_chunk_grid) > _MAX_CHUNKS:
+            return None
+        for t in m.table:
+            if isinstance(t, str) and store.registry.local_path(t) is None:
+                return None
+        decode = _decoder(arr.metadata)
+        if decode is None:
+            return None
+        arrays.append((name, arr, decode))
+    out = []
+    for name, arr, decode in arrays:
+        meta = arr.metadata
+        m = arr.manifest
+        shape = tuple(meta.shape)
+        chunks = chunk_shape_of(meta)
+        values = np.empty(shape, dtype=_native_order(meta.data_type.to_native_dtype()))
+        ids = m.path_ids.reshape(-1).tolist()
+        offsets = m.offsets.reshape(-1).tolist()
+        lengths = m.lengths.reshape(-1).tolist()
+        grid = m.shape_chunk_grid
+        for k, idx in enumerate(itertools.product(*map(range, grid))):
+            region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, shape))
+            if ids[k] == _MISSING:  # never written: the fill value, as zarr reads it
+                values[region] = meta.fill_value
+                continue
+            entry = m.table[ids[k]]
+            if isinstance(entry, bytes):
+                data = entry
+            else:
+                data = store.read_local_range(entry, offsets[k], lengths[k], name, idx)
+            block = decode(data, chunks)
+            values[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+        out.append(values)
+    return out
+
+
+_MISSING = int(MISSING)
+
+_TRANSFORMS: dict[Any, Any] = {}
+"""Codec chains (zarr ChunkTransforms) by their codecs: files of one collection repeat them."""
+
+
+def _decoder(meta: Any) -> Any:
+    """``decode(bytes, chunk_shape) -> ndarray`` for ``meta``'s codecs, or None if one of
+    them only decodes asynchronously (or zarr has no synchronous codecs)."""
+    from zarr.codecs.bytes import BytesCodec
+
+    try:
+        from zarr.core.chunk_utils import ChunkTransform
+    except ImportError:  # a zarr without synchronous codecs
+        return None
+    codecs = tuple(meta.codecs)
+    try:
+        transform = _TRANSFORMS.get(codecs)
+    except TypeError:  # an unhashable codec: build the chain every time
+        transform = None
+    if transform is None:
+        try:
+            transform = ChunkTransform(codecs=codecs)
+        except TypeError:  # a codec that only decodes asynchronously
+            return None
+        with contextlib.suppress(TypeError):
+            if len(_TRANSFORMS) > 256:
+                _TRANSFORMS.clear()
+            _TRANSFORMS[codecs] = transform
+
+    def general(data: Any, chunks: tuple[int, ...]) -> np.ndarray:
+        from zarr.core.array_spec import ArraySpec
+        from zarr.core.buffer import default_buffer_prototype
+
+        proto = default_buffer_prototype()
+        if isinstance(data, bytes):
+            data = proto.buffer.from_bytes(data)
+        spec = ArraySpec(
+            shape=chunks,
+            dtype=meta.data_type,
+            fill_value=meta.fill_value,
+            config=_config(),
+            prototype=proto,
+        )
+        return np.asarray(transform.decode_chunk(data, spec).as_numpy_array())
+
+    native = meta.data_type.to_native_dtype()
+    endian = getattr(codecs[0], "endian", None) if len(codecs) == 1 else None
+    if not (
+        len(codecs) == 1
+        and isinstance(codecs[0], BytesCodec)
+        and native.kind in "biufc"
+        and native.fields is None
+        and (native.itemsize == 1 or endian is not None)
+    ):
+        return general
+    # raw numbers (most coordinates): a view of the bytes in their stored byte order
+    little = str(getattr(endian, "value", endian)) == "little"  # a string, or an older Enum
+    order = "|" if native.itemsize == 1 else ("<" if little else ">")
+    stored = native.newbyteorder(order)
+
+    def raw(data: Any, chunks: tuple[int, ...]) -> np.ndarray:
+        buf = data if isinstance(data, bytes) else data.to_bytes()
+        if len(buf) != math.prod(chunks) * stored.itemsize:
+            return general(data, chunks)  # zarr's own error for a chunk of the wrong size
+        return np.frombuffer(buf, dtype=stored).reshape(chunks)
+
+    return raw
+
+
+def _config() -> Any:
+    # zarr's global array config: decoding ignores it, but an ArraySpec needs one
+    return ArrayConfig.from_dict({})
 
 
 def _plan(store: ManifestStore, name: str) -> tuple[Any, list[str], list[tuple[int, ...]]] | None:

@@ -78,29 +78,39 @@ def _read_arrays(store: ManifestStore, names: list[str]) -> list[Any]:
 
 
 def read_raw_variables(
-    group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str]
+    group: ManifestGroup,
+    registry: ObjectStoreRegistry,
+    names: list[str],
+    store: ManifestStore | None = None,
 ) -> dict[str, xr.Variable]:
     """The stored (not yet CF-decoded) values of ``names`` as Variables with their attributes."""
     return {
         n: xr.Variable(
             dims_of(n, group.arrays[n]), values, attrs=dict(group.arrays[n].metadata.attributes)
         )
-        for n, values in read_stored_values(group, registry, names).items()
+        for n, values in read_stored_values(group, registry, names, store).items()
     }
 
 
 def read_stored_values(
-    group: ManifestGroup, registry: ObjectStoreRegistry, names: list[str]
+    group: ManifestGroup,
+    registry: ObjectStoreRegistry,
+    names: list[str],
+    store: ManifestStore | None = None,
 ) -> dict[str, Any]:
     """The stored (not yet CF-decoded) values of the arrays ``names`` of ``group``, read together.
 
-    >>> # read_stored_values(store.group, registry, ["time", "lat"])["time"]
+    ``store``: the parsed store whose root is ``group``, if there is one (reading through
+    it saves building another store: a fifth of a small file's cost).
+
+    >>> # read_stored_values(store.group, registry, ["time", "lat"], store)["time"]
     """
     if not names:
         return {}
-    store = ManifestStore(
-        ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
-    )
+    if store is None or store.group is not group or store.registry is not registry:
+        store = ManifestStore(
+            ManifestGroup(arrays={n: group.arrays[n] for n in names}), registry=registry
+        )
     return dict(zip(names, _read_arrays(store, names)))
 
 
@@ -185,7 +195,8 @@ def dataset_from_store(
     """
     node = select_group(store.group, group, source or "store")
     arrays, load = select_variables(node, drop_variables, loadable_variables, source)
-    loaded = decode_variables(read_raw_variables(node, store.registry, load), decode_times, source)
+    raw = read_raw_variables(node, store.registry, load, store)
+    loaded = decode_variables(raw, decode_times, source)
     return dataset_from_group(arrays, node.attributes, loaded, source=source)
 
 

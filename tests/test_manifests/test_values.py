@@ -96,3 +96,43 @@ def test_many_chunks_go_through_zarr(tmp_path: Path, monkeypatch: pytest.MonkeyP
     arrays = _arrays(tmp_path)
     monkeypatch.setattr(values_mod, "_MAX_CHUNKS", 4)  # "grid" (9 chunks) and "time" (5) via zarr
     _check(ManifestStore(ManifestGroup(arrays=arrays)), ["time", "grid", "name", "scalar"])
+
+
+def test_local_raw_numbers_read_directly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uncompressed numbers in local files (most coordinates) are read by walking the manifest
+    # and viewing the bytes: neither chunk keys nor zarr's async path are involved
+    arrays = {
+        "big": virtual_array(
+            tmp_path / "b.bin", np.linspace(-1, 1, 11).astype(">f4"), (4,), missing=[(1,)]
+        ),
+        "u8": virtual_array(tmp_path / "u.bin", np.arange(9, dtype="u1").reshape(3, 3), (2, 2)),
+        "i2": virtual_array(tmp_path / "i.bin", np.arange(-6, 6, dtype="<i2"), (5,), inline=[(0,)]),
+        "zlib": virtual_array(
+            tmp_path / "z.bin", np.arange(10, dtype="<f8"), (3,), [numcodecs.Zlib(level=1)]
+        ),
+    }
+    store = ManifestStore(ManifestGroup(arrays=arrays))
+    want = {n: read_zarr(a, store.registry) for n, a in arrays.items()}
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(values_mod, "_plan", refuse)
+    monkeypatch.setattr(values_mod, "_read_with_zarr", refuse)
+    got = read_arrays(store, list(arrays))
+    for (name, w), g in zip(want.items(), got):
+        assert g.dtype == w.dtype, name
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    assert got[0].dtype.isnative  # big-endian storage, native values (as zarr returns them)
+
+
+def test_local_short_chunk_is_an_error(tmp_path: Path) -> None:
+    # a reference one byte short of a raw chunk: the decode error zarr gives, not garbage
+    arr = virtual_array(tmp_path / "t.bin", np.arange(8, dtype="<i4"), (8,))
+    m = arr.manifest
+    short = ChunkManifest.from_path_ids(
+        table=m.table, ids=m.path_ids, offsets=m.offsets, lengths=m.lengths - 1
+    )
+    store = ManifestStore(ManifestGroup(arrays={"t": ManifestArray(arr.metadata, short)}))
+    with pytest.raises(ValueError):  # zarr's reshape error
+        read_arrays(store, ["t"])
