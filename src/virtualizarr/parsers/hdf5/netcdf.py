@@ -306,6 +306,14 @@ def _json_value(value: Any) -> Any:
     return out
 
 
+_MISS = object()
+_IMMUTABLE = (str, int, float, bool, type(None))
+_JSON_CACHE_LIMIT = 8192
+_JSON_VALUES: dict[Any, Any] = {}
+"""JSON values of attributes by the engine's ``cache_key`` (our reader: the attribute
+message's bytes), scalars only: a list would be shared between datasets' attributes."""
+
+
 def read_attributes(attrs: Any, where: str) -> dict[str, Any]:
     """The (CF) attributes of an HDF5 group or dataset (its attribute table) as JSON values.
 
@@ -322,11 +330,24 @@ def read_attributes(attrs: Any, where: str) -> dict[str, Any]:
             stacklevel=3,
         )
         return out
+    cache_key = getattr(attrs, "cache_key", None)  # our reader's tables have one
     for key in keys:
         if key in HIDDEN_ATTRS:
             continue
+        ck = cache_key(key) if cache_key is not None else None
+        if ck is not None:
+            got = _JSON_VALUES.get(ck, _MISS)
+            if got is not _MISS:
+                out[key] = got
+                continue
         try:
-            out[key] = _json_value(_attribute_value(attrs, key))
+            out[key] = value = _json_value(_attribute_value(attrs, key))
+            if cache_key is not None and isinstance(value, _IMMUTABLE):
+                ck = cache_key(key)
+                if ck is not None:
+                    if len(_JSON_VALUES) >= _JSON_CACHE_LIMIT:
+                        _JSON_VALUES.clear()
+                    _JSON_VALUES[ck] = value
         except (OSError, TypeError, ValueError, KeyError, UnicodeDecodeError) as e:
             warnings.warn(
                 f"{where}: attribute {key!r} left out: it cannot be read as a JSON value ({e}).",

@@ -715,6 +715,18 @@ class OwnAttrTable:
     def string_info(self, key: Any) -> Any:
         return self._read(key)[1]
 
+    def cache_key(self, key: Any) -> tuple[int, int, bytes] | None:
+        """An identity of the attribute's decoded value valid across files, or None when
+        its value depends on the file (references, variable-length data, shared types):
+        the attribute message itself, with the file's address and length sizes."""
+        self._load()
+        assert self._attrs is not None
+        got = self._attrs.get(key)
+        if got is None:
+            return None
+        ck = (self.o.f.so, self.o.f.sl, got[0])
+        return ck if ck in _ATTR_VALUES else None
+
     def _read(self, key: Any) -> tuple[Any, Any]:
         got = self._values.get(key)
         if got is not None:
@@ -724,6 +736,11 @@ class OwnAttrTable:
         got_body = self._attrs.get(key)
         if got_body is None:
             raise KeyError(f"Can't open attribute {key!r}")
+        ck = (self.o.f.so, self.o.f.sl, got_body[0])
+        got = _ATTR_VALUES.get(ck)
+        if got is not None:  # the same message decoded before (in this file or another)
+            self._values[key] = got
+            return got
         what = f"object header at {self.hdr.address}"
         a = parse_attribute(self.o.f, got_body[0], what, self.o._shared_type)
         dt = a.dtype
@@ -746,4 +763,29 @@ class OwnAttrTable:
             arr = arr.reshape(shape)
             got = (arr[()] if arr.ndim == 0 else arr, info)
         self._values[key] = got
+        body = got_body[0]
+        if (body[0] == 1 or not body[1] & 0x01) and _file_free(dt):  # 0x01: a shared type
+            # decoded from the message's bytes alone: later files reuse it read-only
+            if isinstance(got[0], np.ndarray):
+                got[0].flags.writeable = False
+            if len(_ATTR_VALUES) >= _ATTR_CACHE_LIMIT:
+                _ATTR_VALUES.clear()
+            _ATTR_VALUES[ck] = got
         return got
+
+
+_ATTR_CACHE_LIMIT = 8192
+_ATTR_VALUES: dict[tuple[int, int, bytes], tuple[Any, Any]] = {}
+"""Decoded attribute values by their message bytes (and the file's address/length sizes),
+for types whose values do not depend on the rest of the file. The files of a collection
+repeat the same units, names and netCDF bookkeeping attributes: each is decoded once."""
+
+
+def _file_free(dt: Datatype) -> bool:
+    """True if values of ``dt`` are decoded from their own bytes alone (no global heap,
+    no object references)."""
+    if dt.cls in (VLEN, REFERENCE):
+        return False
+    if dt.base is not None and not _file_free(dt.base):
+        return False
+    return all(_file_free(m) for _, _, m in dt.members)
