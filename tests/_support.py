@@ -15,7 +15,16 @@ from virtualizarr.store import ManifestStore
 if TYPE_CHECKING:
     import h5py
 
-__all__ = ["h5py_chunk_index", "h5py_codecs", "parse", "parser_call", "referenced_chunks"]
+    from tests.conftest import HTTPServer
+
+__all__ = [
+    "h5py_chunk_index",
+    "h5py_codecs",
+    "http_served",
+    "parse",
+    "parser_call",
+    "referenced_chunks",
+]
 
 
 def parse(
@@ -113,3 +122,24 @@ def referenced_chunks(store: ManifestStore, attribute: str) -> dict[tuple[int, i
                 assert key not in out, f"bytes {key} referenced twice"
                 out[key] = values[sl].ravel()
     return out
+
+
+def http_served(server: HTTPServer, path: Path) -> tuple[int, int]:
+    """``(requests, bytes sent)`` for ``path`` by the loopback HTTP server so far.
+
+    Every request counts (a HEAD too); a GET without ``Range`` sends the whole file and a
+    range is clipped at the end of the file.
+
+    >>> # assert http_served(http_server, served / "a.json") == (1, size)
+    """
+    name = "/" + path.relative_to(server.root).as_posix()
+    size = path.stat().st_size
+    requests = nbytes = 0
+    for method, p, rng in server.requests:
+        if p != name:
+            continue
+        requests += 1
+        if method == "GET":
+            first, _, last = (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
+            nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
+    return requests, nbytes

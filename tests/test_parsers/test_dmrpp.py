@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests._support import parser_call
+from tests._support import http_served, parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import CodecNotSupportedError, ParserError, VariableSkippedWarning
 from virtualizarr.manifests import ManifestArray
@@ -382,21 +382,6 @@ def test_malformed_numbers_raise_parser_errors(
     assert peak < 64 << 20
 
 
-def _transfer(server: Any, path: Path) -> tuple[int, int]:
-    """Requests made for ``path`` on the loopback HTTP server, and the bytes they returned."""
-    name = "/" + path.relative_to(server.root).as_posix()
-    size, n, nbytes = path.stat().st_size, 0, 0
-    for method, p, rng in server.requests:
-        if p == name:
-            n += 1
-            if method == "GET":
-                first, _, last = (
-                    (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
-                )
-                nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
-    return n, nbytes
-
-
 @pytest.mark.network
 @pytest.mark.parametrize("big", [False, True])
 def test_over_http_one_request_per_document(tmp_path: Path, http_server: Any, big: bool) -> None:
@@ -419,11 +404,11 @@ def test_over_http_one_request_per_document(tmp_path: Path, http_server: Any, bi
     )
     url = http_server.url_for(served / "data.h5.dmrpp")
     store = DMRPPParser(data_url=http_server.url_for(served / "data.h5"))(url, registry)
-    requests, nbytes = _transfer(http_server, served / "data.h5.dmrpp")
+    requests, nbytes = http_served(http_server, served / "data.h5.dmrpp")
     size = (served / "data.h5.dmrpp").stat().st_size
     assert requests == (2 if big else 1)
     assert nbytes == size
-    assert _transfer(http_server, served / "data.h5") == (0, 0)
+    assert http_served(http_server, served / "data.h5") == (0, 0)
     np.testing.assert_array_equal(
         zarr.open_array(store, path="a", mode="r")[...], h5py.File(h5_path)["a"][...]
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
+from tests._support import http_served
 from tests.conftest import HTTPServer, real_files
 from virtualizarr.io import HEAD_BYTES
 from virtualizarr.io.source import WHOLE_BELOW
@@ -28,25 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificati
 KiB, MiB = 1 << 10, 1 << 20
 
 
-def transfer(server: HTTPServer, path: Path) -> tuple[int, int]:
-    """(GET requests, bytes asked for) of ``path`` so far; a HEAD counts as a request."""
-    name = "/" + path.relative_to(server.root).as_posix()
-    size = path.stat().st_size
-    requests = nbytes = 0
-    for method, p, rng in server.requests:
-        if p != name:
-            continue
-        requests += 1
-        if method != "GET":
-            continue
-        if rng is None:
-            nbytes += size
-            continue
-        first, _, last = rng.removeprefix("bytes=").partition("-")
-        nbytes += min(int(last) if last else size - 1, size - 1) - int(first) + 1
-    return requests, nbytes
-
-
 def parse_remote(server: HTTPServer, src: Path, parser: object) -> tuple[object, Path, int, int]:
     """Copy ``src`` under the server, parse it by URL; the parse's requests and bytes."""
     path = server.mkdir() / src.name
@@ -54,7 +36,7 @@ def parse_remote(server: HTTPServer, src: Path, parser: object) -> tuple[object,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         store = parser(server.url_for(path), ObjectStoreRegistry())  # type: ignore[operator]
-    requests, nbytes = transfer(server, path)
+    requests, nbytes = http_served(server, path)
     return store, path, requests, nbytes
 
 
@@ -191,6 +173,6 @@ def test_detection_and_parse_share_one_request(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = open_virtual_dataset(http_server.url_for(path), loadable_variables=[])
-    requests, nbytes = transfer(http_server, path)
+    requests, nbytes = http_served(http_server, path)
     assert (requests, nbytes) == (1, src.stat().st_size)
     assert ds.sizes == ({"naxis2": 6, "naxis1": 10} if kind == "fits" else {"y": 6, "x": 10})

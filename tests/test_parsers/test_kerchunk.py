@@ -19,6 +19,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import http_served
 from tests.conftest import real_files, requires_real_data
 from tests.test_manifests.builders import virtual_array
 from tests.test_writers.test_kerchunk import assert_same_values, hdf5_virtual_dataset, nc_file  # noqa: F401
@@ -379,21 +380,6 @@ def test_malformed_reference_values(tmp_path: Path, value: object) -> None:
 # -- remote references -------------------------------------------------------------------------
 
 
-def _transfer(server, path: Path) -> tuple[int, int]:
-    """Requests made for ``path`` on the loopback HTTP server, and the bytes they returned."""
-    name = "/" + path.relative_to(server.root).as_posix()
-    size, n, nbytes = path.stat().st_size, 0, 0
-    for method, p, rng in server.requests:
-        if p == name:
-            n += 1
-            if method == "GET":
-                first, _, last = (
-                    (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
-                )
-                nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
-    return n, nbytes
-
-
 @pytest.mark.network
 def test_references_over_http(nc_file: Path, http_server) -> None:  # noqa: F811
     """JSON references: one ranged GET of the document (its size with it, no HEAD).
@@ -409,13 +395,13 @@ def test_references_over_http(nc_file: Path, http_server) -> None:  # noqa: F811
     )
     store = KerchunkJSONParser()(http_server.url_for(served / "r.json"), registry)
     size = (served / "r.json").stat().st_size
-    assert _transfer(http_server, served / "r.json") == (1, size)
+    assert http_served(http_server, served / "r.json") == (1, size)
     assert_same_values(read(store), xr.open_dataset(nc_file).load())
     store = KerchunkParquetParser()(http_server.url_for(served / "r.parq"), registry)
     assert_same_values(read(store), xr.open_dataset(nc_file).load())
     for path in sorted((served / "r.parq").rglob("*")):
         if path.is_file():
-            n, nbytes = _transfer(http_server, path)
+            n, nbytes = http_served(http_server, path)
             assert (n, nbytes) == (1, path.stat().st_size), path
 
 

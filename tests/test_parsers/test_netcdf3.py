@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests._support import parser_call
+from tests._support import http_served, parser_call
 from tests.conftest import real_files
 from virtualizarr.errors import CorruptFileError, ParserError
 from virtualizarr.manifests.metadata import to_json_safe
@@ -446,23 +446,6 @@ def test_over_http(tmp_path: Path, http_server: Any) -> None:
     assert_same_values(store, local)
 
 
-def _gets(server: Any, path: Path) -> tuple[int, int]:
-    """Requests made for ``path`` on the loopback server, and the bytes they returned."""
-    name = "/" + path.relative_to(server.root).as_posix()
-    size = path.stat().st_size
-    n = nbytes = 0
-    for method, p, rng in server.requests:
-        if p != name:
-            continue
-        n += 1
-        if method == "GET" and rng is None:
-            nbytes += size
-        elif method == "GET":
-            first, last = rng.removeprefix("bytes=").split("-")
-            nbytes += min(int(last), size - 1) - int(first) + 1 if int(first) < size else 0
-    return n, nbytes
-
-
 def _big_header(path: Path) -> Path:
     """A netCDF-3 file whose header (2 MiB of attributes) is longer than the first read."""
     with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as nc:
@@ -494,7 +477,7 @@ def test_remote_requests_and_bytes(tmp_path: Path, http_server: Any, name: str) 
         {http_server.url: HTTPStore.from_url(http_server.url, client_options={"allow_http": True})}
     )
     store = NetCDF3Parser()(http_server.url_for(served), registry)
-    requests, nbytes = _gets(http_server, served)
+    requests, nbytes = http_served(http_server, served)
     size = served.stat().st_size
     header = parse_header(served.read_bytes(), str(served)).size
     assert requests == (1 if header <= 1 << 20 else 2), http_server.requests[-3:]
