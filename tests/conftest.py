@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,57 @@ def gt() -> dict:
     if not HAVE_REAL_DATA:
         pytest.skip("real sample data not available")
     return ground_truth()
+
+
+# -- the HDF5 parser's two engines ---------------------------------------------------------------
+# HDFParser reads metadata with our own reader (engine="own", the default) or with h5py
+# (engine="h5py", the oracle and fallback). The HDF5 behaviour tests take ``hdf_parse`` and so
+# run once per engine. Our reader silently falls back to h5py for what it does not implement;
+# ``hdf_parse`` fails the "own" run when that happens, so an "own" pass is our reader's pass.
+
+HDF5_ENGINES = ("own", "h5py")
+HDFParse = Callable[..., Any]
+"""The type of ``hdf_parse``: ``(url, registry=None, *, fallback=None, **options) -> ManifestStore``."""
+HDF5_FALLBACK_LOG = "read with h5py"
+"""What HDFParser logs (logger ``virtualizarr.parsers.hdf5.parser``) when our reader gives up."""
+
+
+@pytest.fixture(params=HDF5_ENGINES)
+def hdf_engine(request: pytest.FixtureRequest) -> str:
+    """``"own"`` then ``"h5py"``: the engine ``hdf_parse`` uses (parametrize it to narrow)."""
+    return request.param
+
+
+@pytest.fixture
+def hdf_parse(hdf_engine: str, caplog: pytest.LogCaptureFixture) -> HDFParse:
+    """``hdf_parse(url, registry=None, *, fallback=None, **options)``: one file through
+    ``HDFParser(engine=hdf_engine, **options)``.
+
+    With engine "own" it fails if our reader fell back to h5py, unless ``fallback`` is a
+    regex of the structure it is expected to fall back for (which must then be logged).
+
+    >>> # store = hdf_parse(tmp_path / "a.nc", group="sub")
+    """
+    import logging
+    import re
+
+    from tests._support import parse
+    from virtualizarr.parsers import HDFParser
+
+    def call(url: str | Path, registry: Any = None, *, fallback: str | None = None, **options: Any):
+        with caplog.at_level(logging.INFO, logger="virtualizarr.parsers.hdf5.parser"):
+            first = len(caplog.records)
+            try:
+                return parse(HDFParser, url, registry, engine=hdf_engine, **options)
+            finally:  # also when it raises: the error must be our reader's, not h5py's
+                logged = [r.getMessage() for r in caplog.records[first:]]
+                fell_back = [m for m in logged if HDF5_FALLBACK_LOG in m]
+                if hdf_engine == "own" and fallback is None:
+                    assert not fell_back, f"our HDF5 reader fell back to h5py: {fell_back}"
+                elif hdf_engine == "own":
+                    assert any(re.search(fallback, m) for m in fell_back), (fallback, logged)
+
+    return call
 
 
 # -- loopback servers: a real S3 API (moto) and an HTTP server with Range support --------------

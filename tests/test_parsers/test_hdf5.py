@@ -18,8 +18,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests._support import parser_call
-from tests.conftest import real_files
+from tests.conftest import HDF5_ENGINES, HDFParse, real_files
 from virtualizarr.errors import (
     CorruptFileError,
     ParserError,
@@ -47,9 +46,6 @@ NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-parse = parser_call(HDFParser)
 
 
 def open_store(store: ManifestStore, *, decode_cf: bool = False) -> xr.Dataset:
@@ -108,8 +104,10 @@ def assert_same_dataset(ours: xr.Dataset, ref: xr.Dataset, *, skip: set[str] = f
     assert comparable_attrs(ours.attrs) == comparable_attrs(ref.attrs)
 
 
-def assert_same_as_h5netcdf(path: Path, *, group: str | None = None, **options: Any) -> None:
-    store = parse(path, group=group, **options)
+def assert_same_as_h5netcdf(
+    hdf_parse: HDFParse, path: Path, *, group: str | None = None, **options: Any
+) -> None:
+    store = hdf_parse(path, group=group, **options)
     for decode_cf in (False, True):
         ref = open_h5netcdf(path, group=group, decode_cf=decode_cf)
         assert_same_dataset(open_store(store, decode_cf=decode_cf), ref)
@@ -141,16 +139,34 @@ EXPECTED_SKIPS = {
 }
 
 
+COMPAT1 = "netcdf4_hdf5/ref_hdf5_compat1.nc"  # 2,001 variables: by far the slowest file to compare
+
+
+def real_cases(*, slow: bool = False) -> list[Any]:
+    """``(rel, hdf_engine)`` for every real file and engine, but ``ref_hdf5_compat1.nc`` with
+    our reader only: test_hdf5_reader shows the h5py engine gives the very same ManifestGroup
+    for it, so reading its 2,001 variables again would test nothing new. ``slow``: mark it so."""
+    marks = [pytest.mark.slow] if slow else []
+    return [
+        pytest.param(
+            rel, engine, id=f"{rel.split('/')[-1]}-{engine}", marks=marks * (rel == COMPAT1)
+        )
+        for rel in REAL
+        for engine in HDF5_ENGINES
+        if rel != COMPAT1 or engine == "own"
+    ]
+
+
 def _is_dimension_only(record: dict[str, Any]) -> bool:
     return NOT_A_VARIABLE.decode() in str(record.get("attrs", {}).get("NAME", ""))
 
 
-@pytest.mark.parametrize("rel", REAL)
-def test_real_file_values_match_ground_truth(rel: str) -> None:
+@pytest.mark.parametrize(("rel", "hdf_engine"), real_cases())
+def test_real_file_values_match_ground_truth(hdf_parse: HDFParse, rel: str) -> None:
     record = ground_truth()[rel]["result"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VirtualiZarrWarning)
-        store = parse(real_file(rel))
+        store = hdf_parse(real_file(rel))
     skipped = {str(w.message) for w in caught if issubclass(w.category, VariableSkippedWarning)}
     group = zarr.open_group(store, mode="r", zarr_format=3)
     for name, ds in record.get("datasets", {}).items():
@@ -178,30 +194,29 @@ def test_real_file_values_match_ground_truth(rel: str) -> None:
             assert_values_match(values, ds["raw"], name=f"{rel}:{name}")
 
 
-@pytest.mark.parametrize(
-    "rel",
-    # 2001 variables read twice by xarray through two backends: about a minute
-    [pytest.param(r, marks=pytest.mark.slow) if r.endswith("compat1.nc") else r for r in REAL],
-)
-def test_real_file_matches_h5netcdf(rel: str) -> None:
+# compat1: 2,001 variables read twice by xarray through two backends, about two minutes
+@pytest.mark.parametrize(("rel", "hdf_engine"), real_cases(slow=True))
+def test_real_file_matches_h5netcdf(hdf_parse: HDFParse, rel: str) -> None:
     path = real_file(rel)
     skip = {"vlen_str"} if rel.endswith("vlen2.h5") else set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", VirtualiZarrWarning)
-        store = parse(path)
+        store = hdf_parse(path)
     groups = [p for p, node in store.group.walk() if not hasattr(node, "manifest")]
     refused = []
     for group in groups:
+        sub = store
+        if group:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", VirtualiZarrWarning)
+                sub = hdf_parse(path, group=group)
         for decode_cf in (False, True):
             try:
                 ref = open_h5netcdf(path, group=group or None, decode_cf=decode_cf)
             except (ValueError, KeyError, OSError, TypeError) as e:  # h5netcdf's own limits
                 refused.append(f"group {group!r}, decode_cf={decode_cf}: {e}")
                 continue
-            sub = HDFParser(group=group or None)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", VirtualiZarrWarning)
-                ours = open_store(sub(str(path), ObjectStoreRegistry()), decode_cf=decode_cf)
+            ours = open_store(sub, decode_cf=decode_cf)
             gone = {
                 n for n in ref.variables if n not in ours.variables and ref[n].dtype.kind == "V"
             }
@@ -211,17 +226,17 @@ def test_real_file_matches_h5netcdf(rel: str) -> None:
 
 
 @pytest.mark.skipif(not REAL, reason="real sample data not available")
-def test_huge_dimension_without_variable_is_hidden() -> None:
+def test_huge_dimension_without_variable_is_hidden(hdf_parse: HDFParse) -> None:
     """A 4.5e9-long netCDF dimension with no variable: nothing to read, nothing shown."""
-    store = parse(real_file("netcdf4_hdf5/ref_tst_dims.nc"))
+    store = hdf_parse(real_file("netcdf4_hdf5/ref_tst_dims.nc"))
     assert not store.group.arrays
 
 
-def test_huge_unwritten_variable_is_all_missing(tmp_path: Path) -> None:
+def test_huge_unwritten_variable_is_all_missing(hdf_parse: HDFParse, tmp_path: Path) -> None:
     path = tmp_path / "huge.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("v", shape=(4_500_000_000,), dtype=">f4", fillvalue=1.5)
-    arr = parse(path).group["v"]
+    arr = hdf_parse(path).group["v"]
     assert arr.shape == (4_500_000_000,)
     assert arr.manifest.missing.all()
     assert arr.metadata.data_type.to_native_dtype() == np.dtype(">f4")
@@ -229,10 +244,10 @@ def test_huge_unwritten_variable_is_all_missing(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not REAL, reason="real sample data not available")
-def test_large_compound_tables_are_skipped_with_a_warning() -> None:
+def test_large_compound_tables_are_skipped_with_a_warning(hdf_parse: HDFParse) -> None:
     path = real_file("netcdf4_hdf5/NEONDSTowerTemperatureData.hdf5")
     with pytest.warns(VariableSkippedWarning, match=r"min_1/boom_1/temperature' skipped: compound"):
-        store = parse(path)
+        store = hdf_parse(path)
     assert "temperature" not in store.group["Domain_03/OSBS/min_1/boom_1"].arrays
     small = "Domain_03/OSBS/min_30/boom_1/temperature"
     with h5py.File(path, "r") as f:  # 147 records: small enough to inline
@@ -284,12 +299,14 @@ def kitchen_nc(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("group", [None, "forecast", "/forecast/deep"])
-def test_netcdf4_file_matches_h5netcdf(kitchen_nc: Path, group: str | None) -> None:
-    assert_same_as_h5netcdf(kitchen_nc, group=group)
+def test_netcdf4_file_matches_h5netcdf(
+    hdf_parse: HDFParse, kitchen_nc: Path, group: str | None
+) -> None:
+    assert_same_as_h5netcdf(hdf_parse, kitchen_nc, group=group)
 
 
-def test_netcdf4_file_details(kitchen_nc: Path) -> None:
-    store = parse(kitchen_nc)
+def test_netcdf4_file_details(hdf_parse: HDFParse, kitchen_nc: Path) -> None:
+    store = hdf_parse(kitchen_nc)
     temp = store.group["temp"]
     assert temp.shape == (10, 5)  # padded to the unlimited dimension, as netCDF reads it
     assert temp.metadata.fill_value == -999.0
@@ -311,15 +328,17 @@ def test_netcdf4_file_details(kitchen_nc: Path) -> None:
             )
 
 
-def test_datatree_matches_h5netcdf(kitchen_nc: Path) -> None:
-    ours = xr.open_datatree(parse(kitchen_nc), engine="zarr", consolidated=False, zarr_format=3)
+def test_datatree_matches_h5netcdf(hdf_parse: HDFParse, kitchen_nc: Path) -> None:
+    ours = xr.open_datatree(hdf_parse(kitchen_nc), engine="zarr", consolidated=False, zarr_format=3)
     ref = xr.open_datatree(kitchen_nc, engine="h5netcdf")
     assert set(ours.groups) == set(ref.groups)
     for path in ref.groups:
         assert_same_dataset(ours[path].to_dataset(), ref[path].to_dataset())
 
 
-def test_netcdf_dimension_only_scales_and_renamed_variables(tmp_path: Path) -> None:
+def test_netcdf_dimension_only_scales_and_renamed_variables(
+    hdf_parse: HDFParse, tmp_path: Path
+) -> None:
     path = tmp_path / "dims.nc"
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("x", 3)
@@ -329,13 +348,13 @@ def test_netcdf_dimension_only_scales_and_renamed_variables(tmp_path: Path) -> N
     with h5py.File(path, "r") as f:
         assert "_nc4_non_coord_y" in f
         assert "x" in f
-    store = parse(path)
+    store = hdf_parse(path)
     assert set(store.group.arrays) == {"v", "y"}  # x: a dimension only; y: its real name
     assert store.group["y"].metadata.dimension_names == ("x",)
-    assert_same_as_h5netcdf(path)
+    assert_same_as_h5netcdf(hdf_parse, path)
 
 
-def test_netcdf4_classic_and_nofill(tmp_path: Path) -> None:
+def test_netcdf4_classic_and_nofill(hdf_parse: HDFParse, tmp_path: Path) -> None:
     path = tmp_path / "classic.nc"
     with netCDF4.Dataset(path, "w", format="NETCDF4_CLASSIC") as nc:
         nc.set_fill_off()
@@ -343,7 +362,7 @@ def test_netcdf4_classic_and_nofill(tmp_path: Path) -> None:
         nc.createDimension("x", 3)
         nc.createVariable("a", "i2", ("t", "x"), chunksizes=(2, 3))[:] = np.arange(9).reshape(3, 3)
         nc.createVariable("b", "f8", ("t",), chunksizes=(2,))[:] = [1.0, 2.0]  # shorter than t
-    assert_same_as_h5netcdf(path)
+    assert_same_as_h5netcdf(hdf_parse, path)
 
 
 # -- layouts, written with h5py ----------------------------------------------------------------
@@ -391,12 +410,12 @@ def layouts_h5(tmp_path: Path) -> Path:
     return path
 
 
-def test_layouts_read_like_h5py(layouts_h5: Path) -> None:
-    assert_same_as_h5py(parse(layouts_h5), layouts_h5)
+def test_layouts_read_like_h5py(hdf_parse: HDFParse, layouts_h5: Path) -> None:
+    assert_same_as_h5py(hdf_parse(layouts_h5), layouts_h5)
 
 
-def test_layout_references(layouts_h5: Path) -> None:
-    store = parse(layouts_h5)
+def test_layout_references(hdf_parse: HDFParse, layouts_h5: Path) -> None:
+    store = hdf_parse(layouts_h5)
     g = store.group
     with h5py.File(layouts_h5, "r") as f:
         entry = g["contiguous"].manifest.get_entry((0, 0))
@@ -418,7 +437,7 @@ def test_layout_references(layouts_h5: Path) -> None:
     assert g["zero_len"].manifest.shape_chunk_grid == (0, 1)
 
 
-def test_user_block(tmp_path: Path) -> None:
+def test_user_block(hdf_parse: HDFParse, tmp_path: Path) -> None:
     """A file with a user block before the superblock: offsets are absolute file offsets."""
     path = tmp_path / "ub.h5"
     with h5py.File(path, "w", userblock_size=1024) as f:
@@ -426,13 +445,13 @@ def test_user_block(tmp_path: Path) -> None:
         f.create_dataset(
             "k", data=np.arange(100, dtype=">i8") * 3, chunks=(10,), compression="gzip"
         )
-    store = parse(path)
+    store = hdf_parse(path)
     assert store.group["c"].manifest.get_entry((0,))["offset"] > 1024
     assert_same_as_h5py(store, path)
 
 
-def test_unallocated_reads_fill_value(layouts_h5: Path) -> None:
-    store = parse(layouts_h5)
+def test_unallocated_reads_fill_value(hdf_parse: HDFParse, layouts_h5: Path) -> None:
+    store = hdf_parse(layouts_h5)
     np.testing.assert_array_equal(zarr_array(store, "unallocated"), 42)
     np.testing.assert_array_equal(zarr_array(store, "unallocated_chunked"), -1)
 
@@ -462,8 +481,8 @@ def types_h5(tmp_path: Path) -> Path:
     return path
 
 
-def test_types_read_like_h5py(types_h5: Path) -> None:
-    store = parse(types_h5)
+def test_types_read_like_h5py(hdf_parse: HDFParse, types_h5: Path) -> None:
+    store = hdf_parse(types_h5)
     assert_same_as_h5py(store, types_h5)
     meta = {
         name: arr.metadata.data_type.to_native_dtype() for name, arr in store.group.arrays.items()
@@ -478,7 +497,7 @@ def test_types_read_like_h5py(types_h5: Path) -> None:
     assert zarr_array(store, "vlen_str").tolist() == ["x", "yy", "zzz é"]
 
 
-def test_unrepresentable_types_are_skipped(tmp_path: Path) -> None:
+def test_unrepresentable_types_are_skipped(hdf_parse: HDFParse, tmp_path: Path) -> None:
     path = tmp_path / "odd.h5"
     with h5py.File(path, "w") as f:
         f["target"] = np.arange(3)
@@ -490,7 +509,7 @@ def test_unrepresentable_types_are_skipped(tmp_path: Path) -> None:
             "big_strings", data=np.array(["s"] * 10_000, dtype=object), dtype=h5py.string_dtype()
         )
     with pytest.warns(VariableSkippedWarning) as caught:
-        store = parse(path)
+        store = hdf_parse(path)
     messages = " ".join(str(w.message) for w in caught)
     assert "'refs' skipped: HDF5 object/region references" in messages
     assert "'ragged' skipped: variable-length sequences" in messages
@@ -498,7 +517,7 @@ def test_unrepresentable_types_are_skipped(tmp_path: Path) -> None:
     assert "inline_threshold" in messages
     assert set(store.group.arrays) == {"target"}
     with pytest.warns(VariableSkippedWarning):
-        assert "big_strings" in parse(path, inline_threshold=10**6).group.arrays
+        assert "big_strings" in hdf_parse(path, inline_threshold=10**6).group.arrays
 
 
 # -- dimensions and groups -------------------------------------------------------------------
@@ -525,12 +544,14 @@ def phony_h5(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("group", [None, "g", "g/h", "/g2"])
-def test_phony_dimension_names_match_h5netcdf(phony_h5: Path, group: str | None) -> None:
-    assert_same_as_h5netcdf(phony_h5, group=group)
+def test_phony_dimension_names_match_h5netcdf(
+    hdf_parse: HDFParse, phony_h5: Path, group: str | None
+) -> None:
+    assert_same_as_h5netcdf(hdf_parse, phony_h5, group=group)
 
 
-def test_phony_dimension_names_in_datatree(phony_h5: Path) -> None:
-    ours = xr.open_datatree(parse(phony_h5), engine="zarr", consolidated=False, zarr_format=3)
+def test_phony_dimension_names_in_datatree(hdf_parse: HDFParse, phony_h5: Path) -> None:
+    ours = xr.open_datatree(hdf_parse(phony_h5), engine="zarr", consolidated=False, zarr_format=3)
     ref = xr.open_datatree(phony_h5, engine="h5netcdf", phony_dims="access")
     for path in ref.groups:
         assert {k: v.dims for k, v in ours[path].variables.items()} == {
@@ -538,7 +559,9 @@ def test_phony_dimension_names_in_datatree(phony_h5: Path) -> None:
         }
 
 
-def test_partly_labeled_dataset_gets_scale_and_phony_names(tmp_path: Path) -> None:
+def test_partly_labeled_dataset_gets_scale_and_phony_names(
+    hdf_parse: HDFParse, tmp_path: Path
+) -> None:
     """h5netcdf refuses such datasets; the parser names what it can."""
     path = tmp_path / "mixed.h5"
     with h5py.File(path, "w") as f:
@@ -546,25 +569,25 @@ def test_partly_labeled_dataset_gets_scale_and_phony_names(tmp_path: Path) -> No
         f["x"].make_scale("x")
         f["v"] = np.zeros((3, 4))
         f["v"].dims[0].attach_scale(f["x"])
-    store = parse(path)
+    store = hdf_parse(path)
     assert store.group["v"].metadata.dimension_names == ("x", "phony_dim_0")
     assert open_store(store)["v"].dims == ("x", "phony_dim_0")
 
 
-def test_group_and_drop_variables(kitchen_nc: Path) -> None:
-    store = parse(kitchen_nc, group="/forecast", drop_variables=["temp", "deep/v"])
+def test_group_and_drop_variables(hdf_parse: HDFParse, kitchen_nc: Path) -> None:
+    store = hdf_parse(kitchen_nc, group="/forecast", drop_variables=["temp", "deep/v"])
     assert set(store.group.arrays) == {"lead"}
     assert set(store.group.groups) == {"deep"}
     assert not store.group["deep"].arrays
     with pytest.raises(
         ParserError, match=r"Group 'nope' does not exist in .*kitchen\.nc.*forecast"
     ):
-        parse(kitchen_nc, group="nope")
+        hdf_parse(kitchen_nc, group="nope")
     with pytest.raises(ParserError, match="is not a group"):
-        parse(kitchen_nc, group="temp")
+        hdf_parse(kitchen_nc, group="temp")
 
 
-def test_links(tmp_path: Path) -> None:
+def test_links(hdf_parse: HDFParse, tmp_path: Path) -> None:
     (tmp_path / "other.h5").write_bytes(b"")
     path = tmp_path / "links.h5"
     with h5py.File(path, "w") as f:
@@ -574,7 +597,7 @@ def test_links(tmp_path: Path) -> None:
         f.create_group("g")["up"] = h5py.SoftLink("/")
         f["dangling"] = h5py.SoftLink("/nowhere")
     with pytest.warns(VariableSkippedWarning) as caught:
-        store = parse(path)
+        store = hdf_parse(path)
     messages = " ".join(str(w.message) for w in caught)
     assert "'outside' skipped: it is an external link to 'other.h5'" in messages
     assert "'g/up' skipped: it is a soft link to the group '/'" in messages
@@ -582,7 +605,7 @@ def test_links(tmp_path: Path) -> None:
     np.testing.assert_array_equal(zarr_array(store, "alias"), np.arange(4))
 
 
-def test_attributes_as_h5netcdf_shows_them(tmp_path: Path) -> None:
+def test_attributes_as_h5netcdf_shows_them(hdf_parse: HDFParse, tmp_path: Path) -> None:
     path = tmp_path / "attrs.h5"
     with h5py.File(path, "w") as f:
         f["v"] = np.arange(3)
@@ -600,7 +623,7 @@ def test_attributes_as_h5netcdf_shows_them(tmp_path: Path) -> None:
         a["complex"] = np.complex64(1 + 2j)
         f.attrs["title"] = "t"
     with pytest.warns(VirtualiZarrWarning, match="attribute 'ref' left out"):
-        store = parse(path)
+        store = hdf_parse(path)
     attrs = store.group["v"].metadata.attributes
     assert attrs["one_element"] == 7.5
     assert attrs["many"] == [0, 1, 2]
@@ -619,14 +642,14 @@ def test_attributes_as_h5netcdf_shows_them(tmp_path: Path) -> None:
 # -- reading through the registry -------------------------------------------------------------
 
 
-def test_reads_through_the_registry(kitchen_nc: Path) -> None:
+def test_reads_through_the_registry(hdf_parse: HDFParse, kitchen_nc: Path) -> None:
     """A file in an in-memory object store: metadata and chunks both go through obstore."""
     from obstore.store import MemoryStore
 
     memory = MemoryStore()
     memory.put("data/kitchen.nc", kitchen_nc.read_bytes())
     registry = ObjectStoreRegistry({"memory://bucket": memory})
-    store = HDFParser()("memory://bucket/data/kitchen.nc", registry)
+    store = hdf_parse("memory://bucket/data/kitchen.nc", registry)
     assert store.group["temp"].manifest.used_paths() == ["memory://bucket/data/kitchen.nc"]
     assert_same_dataset(open_store(store), open_h5netcdf(kitchen_nc))
 
@@ -653,38 +676,43 @@ def test_detect_parser_picks_hdf(kitchen_nc: Path) -> None:
 # -- clear errors ----------------------------------------------------------------------------
 
 
-def test_not_an_hdf5_file(tmp_path: Path) -> None:
+def test_not_an_hdf5_file(hdf_parse: HDFParse, tmp_path: Path) -> None:
     text = tmp_path / "notes.nc"
     text.write_text("hello, not HDF5")
     with pytest.raises(
         ParserError, match=r"notes\.nc is not an HDF5/NetCDF4 file: it starts with b'hello, n'"
     ):
-        parse(text)
+        hdf_parse(text)
     nc3 = tmp_path / "classic.nc"
     with netCDF4.Dataset(nc3, "w", format="NETCDF3_CLASSIC") as nc:
         nc.createDimension("x", 2)
     with pytest.raises(ParserError, match="NetCDF3 files start with b'CDF'"):
-        parse(nc3)
+        hdf_parse(nc3)
     empty = tmp_path / "empty.h5"
     empty.write_bytes(b"")
     with pytest.raises(ParserError, match="it is empty"):
-        parse(empty)
+        hdf_parse(empty)
 
 
 @pytest.mark.parametrize("fraction", [0.02, 0.3, 0.6, 0.95])
-def test_truncated_file(kitchen_nc: Path, tmp_path: Path, fraction: float) -> None:
+def test_truncated_file(
+    hdf_parse: HDFParse, kitchen_nc: Path, tmp_path: Path, fraction: float
+) -> None:
     data = kitchen_nc.read_bytes()
     cut = tmp_path / "cut.nc"
     cut.write_bytes(data[: int(len(data) * fraction)])
+    # our reader finds the damage itself, then lets h5py have the last word (a file h5py
+    # reads is not corrupt), whose error is raised
+    ours = r"our HDF5 reader failed \(.*cut\.nc: HDF5 .* lie outside the file; truncated\?"
     with pytest.raises(CorruptFileError, match=r"cut\.nc.*truncated"):
-        parse(cut)
+        hdf_parse(cut, fallback=ours)
 
 
-def test_missing_file_and_directory(tmp_path: Path) -> None:
+def test_missing_file_and_directory(hdf_parse: HDFParse, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nothere\.nc"):
-        parse(tmp_path / "nothere.nc")
+        hdf_parse(tmp_path / "nothere.nc")
     with pytest.raises(FileNotFoundError, match=str(tmp_path.name)):
-        parse(tmp_path)
+        hdf_parse(tmp_path)
 
 
 def test_parser_options() -> None:
