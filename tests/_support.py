@@ -21,6 +21,7 @@ __all__ = [
     "h5py_chunk_index",
     "h5py_codecs",
     "http_served",
+    "in_memory",
     "parse",
     "parser_call",
     "referenced_chunks",
@@ -143,3 +144,17 @@ def http_served(server: HTTPServer, path: Path) -> tuple[int, int]:
             first, _, last = (rng or f"bytes=0-{size - 1}").removeprefix("bytes=").partition("-")
             nbytes += max(0, min(int(last or size - 1), size - 1) - int(first) + 1)
     return requests, nbytes
+
+
+def in_memory(path: Path, key: str) -> tuple[str, ObjectStoreRegistry]:
+    """A copy of the file at ``memory://bucket/<key>`` in an obstore ``MemoryStore``, and a
+    registry serving it: ``(url, registry)``.
+
+    >>> # url, registry = in_memory(tmp_path / "a.tif", "dir/a.tif")
+    """
+    import obstore
+    from obstore.store import MemoryStore
+
+    mem = MemoryStore()
+    obstore.put(mem, key, path.read_bytes())
+    return f"memory://bucket/{key}", ObjectStoreRegistry({"memory://bucket": mem})

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests._support import parser_call
+from tests._support import in_memory, parser_call
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import ParserError, UnsupportedFeatureError, VariableSkippedWarning
 from virtualizarr.parsers import FITSParser, detect_parser
@@ -431,20 +431,15 @@ def test_not_fits(tmp_path: Path) -> None:
 
 
 def test_detected_from_first_bytes_and_read_from_object_store(tmp_path: Path) -> None:
-    import obstore
-    from obstore.store import MemoryStore
-
     path = tmp_path / "mem.fits"
     data = RNG.integers(0, 99, size=(9, 4)).astype(">i2")
     fits.HDUList(
         [fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="GZIP_1", name="G")]
     ).writeto(path)
-    mem = MemoryStore()
-    obstore.put(mem, "a/mem.fits", path.read_bytes())
-    registry = ObjectStoreRegistry({"memory://bucket": mem})
-    parser = detect_parser("memory://bucket/a/mem.fits", registry)
+    url, registry = in_memory(path, "a/mem.fits")
+    parser = detect_parser(url, registry)
     assert isinstance(parser, FITSParser)
-    store = parser("memory://bucket/a/mem.fits", registry)
+    store = parser(url, registry)
     np.testing.assert_array_equal(raw(store, "G"), data)
 
 

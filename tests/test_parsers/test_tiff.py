@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests._support import parser_call
+from tests._support import in_memory, parser_call
 from tests.conftest import real_files, requires_real_data
 from virtualizarr.errors import CodecNotSupportedError, ParserError
 from virtualizarr.parsers import TIFFParser, detect_parser
@@ -277,19 +277,14 @@ def test_not_a_tiff(tmp_path: Path) -> None:
 
 
 def test_detected_from_first_bytes_and_read_from_object_store(tmp_path: Path) -> None:
-    import obstore
-    from obstore.store import MemoryStore
-
     path = tmp_path / "mem.tif"
     data = image((20, 30), "int16")
     tifffile.imwrite(path, data, compression="lzw", rowsperstrip=6)
-    mem = MemoryStore()
-    obstore.put(mem, "dir/mem.tif", path.read_bytes())
-    registry = ObjectStoreRegistry({"memory://bucket": mem})
-    parser = detect_parser("memory://bucket/dir/mem.tif", registry)
+    url, registry = in_memory(path, "dir/mem.tif")
+    parser = detect_parser(url, registry)
     assert isinstance(parser, TIFFParser)
-    store = parser("memory://bucket/dir/mem.tif", registry)
-    assert store.group.arrays["0"].manifest.used_paths() == ["memory://bucket/dir/mem.tif"]
+    store = parser(url, registry)
+    assert store.group.arrays["0"].manifest.used_paths() == [url]
     np.testing.assert_array_equal(read(store), data)
 
 
