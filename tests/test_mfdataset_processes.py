@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,60 @@ def test_worker_modules_importable() -> None:
     assert "virtualizarr.mfdataset" in mods
     for m in mods:
         importlib.import_module(m)
+
+
+def test_fork_only_when_safe() -> None:
+    import threading
+
+    from virtualizarr.mfdataset import _fork_is_safe
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not _fork_is_safe()  # a second Python thread: the child could deadlock
+    finally:
+        stop.set()
+        t.join()
+
+
+_START_METHOD = """
+import sys
+import numpy, xarray  # BLAS and allocator threads: fork-safe
+from virtualizarr.mfdataset import _process_pool
+pool = _process_pool(1)
+print(pool._mp_context.get_start_method())
+assert pool.submit(sum, [1, 2]).result() == 3
+pool.shutdown()
+if sys.argv[1] == "io":
+    import obstore
+    from obstore.store import LocalStore
+    obstore.get(LocalStore(sys.argv[2]), "x").bytes()  # starts the I/O runtime's threads
+    pool = _process_pool(1)
+    print(pool._mp_context.get_start_method())
+    assert pool.submit(sum, [1, 2]).result() == 3
+    pool.shutdown()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is chosen on Linux only")
+def test_pool_forks_a_fresh_process_not_one_with_an_io_runtime(tmp_path: Path) -> None:
+    # a fresh process: fork (workers start at once); once obstore's tokio threads run: a
+    # fork server (forking them could deadlock the workers)
+    (tmp_path / "x").write_bytes(b"1")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error::DeprecationWarning",
+            "-c",
+            _START_METHOD,
+            "io",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert out.stdout.split() == ["fork", "forkserver"], out.stderr

@@ -30,6 +30,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import sys
+import threading
 import warnings
 from array import array
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -67,10 +68,14 @@ __all__ = ["check_cf_compatible", "expand_paths", "open_virtual_mfdataset"]
 ParallelOption = Literal[False, "threads", "processes", "dask"] | Executor | Any | None
 OnError = Literal["raise", "warn", "skip"]
 
-REMOTE_THREADS = 16
+REMOTE_THREADS = 64
 """Threads for remote URLs with ``parallel="threads"`` (or the default): each file costs a few
-round trips of 20-60 ms that overlap, while parsing holds the GIL for ~1-5 ms; 16 keeps a
-2-core machine busy at 30 ms per request without flooding the object store."""
+round trips of 20-60 ms that overlap, while parsing holds the GIL for ~1-5 ms. A file above
+``virtualizarr.io.source.WHOLE_BELOW`` is parsed from what it reads (a netCDF-4 file: ~8
+sequential requests), so threads mostly wait. Measured with ``benchmarks/remote.py`` (100
+files of 9-13 MB, 30 ms per request, a 2-core machine at load ~8): 16 threads 4.8-5.2 s,
+32 threads 2.8-3.2 s, 64 threads 2.1-2.3 s. Object stores serve thousands of requests a
+second per prefix, so 64 files in flight do not flood them."""
 
 _BATCH_MAX = 256
 """Most files per task: enough that the scheduler's cost per task is noise, few enough that
@@ -345,14 +350,53 @@ def _worker_modules() -> list[str]:
     return modules
 
 
+_FORK_SAFE_THREADS = {"jemalloc_bg_thd"}
+"""Native threads that survive a fork (their libraries re-initialise in the child through
+``pthread_atfork``), besides those named like the process (OpenBLAS's, started by numpy)."""
+
+
+def _fork_is_safe() -> bool:
+    """Whether forking this process cannot deadlock the child: no Python thread but this one,
+    and no native thread but allocator/BLAS pools that handle forks (an I/O runtime's
+    ``tokio-rt-worker`` threads, say, may hold locks the child would wait on forever).
+    Linux only: it lists every thread's name in ``/proc/self/task``."""
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return False
+    try:
+        names = []
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        with open("/proc/self/comm") as f:
+            own = f.read().strip()
+    except OSError:
+        return False
+    return all(n == own or n in _FORK_SAFE_THREADS for n in names)
+
+
 def _process_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
     """A process pool whose workers start with virtualizarr already imported.
 
-    Not fork: forking a process whose I/O runtime already has threads can deadlock. A
-    forkserver worker otherwise imports xarray, dask and zarr itself (~0.7 s) before its
-    first file; preloading makes the server import them once for all workers. Preload
+    Fork when that is safe (Linux, see :func:`_fork_is_safe`): the workers start in milliseconds
+    with everything the client imported, where a fork server's workers wait ~1.5-2 s of
+    CPU for the server to import xarray, zarr and the parsers (a fifth of the work of
+    1,000 small files on 2 cores). Forking a process that has other threads can deadlock
+    (a lock held by a thread that does not exist in the child), so otherwise a fork
+    server, preloaded so that it imports those modules once for all workers. Preload
     only applies to a fork server not yet running, and keeps modules others asked for.
     """
+    if _fork_is_safe():
+        for m in _worker_modules():  # imported once here instead of once per worker
+            importlib.import_module(m)
+        if _fork_is_safe():  # an import may have started a thread
+            pool = ProcessPoolExecutor(
+                max_workers=max_workers, mp_context=multiprocessing.get_context("fork")
+            )
+            with warnings.catch_warnings():
+                # Python warns of any second thread; the BLAS/allocator ones were checked
+                warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+                pool.submit(os.getpid)  # forks every worker now, in this checked state
+            return pool
     ctx = multiprocessing.get_context("forkserver")
     server = getattr(multiprocessing.forkserver, "_forkserver", None)
     current = list(getattr(server, "_preload_modules", None) or [])
@@ -393,6 +437,16 @@ def _default_client() -> Any:
         return None
 
 
+def _warm_up_xarray() -> None:
+    """Let xarray look up its duck-array modules now, while workers parse.
+
+    xarray's first ``Variable`` imports ``dask.array`` when dask is installed (~1.5 s of
+    CPU with scipy.fft); the combine makes the first one. Done while workers parse, that
+    import takes a share of a core; done in the combine, it runs alone after them.
+    """
+    xr.Variable((), np.zeros(()))
+
+
 def _batches(n: int, workers: int, per_worker_tasks: int = 4) -> list[tuple[int, int]]:
     """(start, stop) ranges: a few tasks per worker, at most ``_BATCH_MAX`` files each."""
     size = max(1, min(_BATCH_MAX, math.ceil(n / max(1, workers * per_worker_tasks))))
@@ -426,6 +480,7 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
             client.submit(virtualize_batch, items[s:e], s, job, pure=False, retries=job.retries)
             for s, e in ranges
         ]
+        _warm_up_xarray()
         try:
             for cfut in client_futures:
                 yield cfut.result()
@@ -444,8 +499,9 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
         executor = _shared_pool()
         # the pool's size: a private attribute that typeshed leaves out of the stub
         workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
-        # the client works too, on batches no worker has started: it hides the workers'
-        # start-up, and small batches keep both busy to the end
+        # until the first batch comes back, the client parses batches no worker has
+        # started (it hides a fork server's start-up); after that it stays idle, since
+        # it would only take a core from a worker. Small batches balance the end.
         steal, tasks_per_worker = True, 8
     elif isinstance(parallel, Executor):
         executor = parallel
@@ -470,9 +526,15 @@ def _run(items: list[Any], job: _Job, parallel: ParallelOption, bar: Any) -> Ite
                     return True
             return False
 
+        if executor is not own:  # a process pool or a cluster: the client waits meanwhile
+            _warm_up_xarray()
+
+        def workers_started() -> bool:
+            return any(f.done() for f in futures)
+
         try:
             for k, fut in enumerate(futures):
-                while steal and k not in local and not fut.done() and steal_one():
+                while steal and k not in local and not workers_started() and steal_one():
                     pass
                 yield local.pop(k) if k in local else fut.result()
         finally:
