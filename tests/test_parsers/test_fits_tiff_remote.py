@@ -40,6 +40,16 @@ def parse_remote(server: HTTPServer, src: Path, parser: object) -> tuple[object,
     return store, path, requests, nbytes
 
 
+def write_image_hdus(path: Path, n: int, shape: tuple[int, int], name: str, seed: int) -> int:
+    """A FITS file of an empty primary HDU and ``n`` random ``>f8`` images ``<name><k>``; its size."""
+    rng = np.random.default_rng(seed)
+    hdus = [fits.PrimaryHDU()] + [
+        fits.ImageHDU(rng.normal(size=shape).astype(">f8"), name=f"{name}{k}") for k in range(n)
+    ]
+    fits.HDUList(hdus).writeto(path)
+    return path.stat().st_size
+
+
 def within_budget(nbytes: int, size: int) -> bool:
     return nbytes <= 1.1 * size + 64 * KiB
 
@@ -58,13 +68,8 @@ def test_real_files_parse_in_one_request(http_server: HTTPServer, rel: str) -> N
 def test_fits_with_many_large_hdus(http_server: HTTPServer, tmp_path: Path) -> None:
     """12 HDUs of 1.5 MiB (19 MB; more when the source fetches bigger files whole): read on through the data in growing reads (a round trip
     costs more than 1.5 MiB of transfer), a few requests and no byte twice."""
-    rng = np.random.default_rng(3)
-    hdus = [fits.PrimaryHDU()] + [
-        fits.ImageHDU(rng.normal(size=(768, 256)).astype(">f8"), name=f"SCI{k}") for k in range(12)
-    ]
     src = tmp_path / "many.fits"
-    fits.HDUList(hdus).writeto(src)
-    size = src.stat().st_size
+    size = write_image_hdus(src, 12, (768, 256), "SCI", seed=3)
     assert size > WHOLE_BELOW
     store, _path, requests, nbytes = parse_remote(http_server, src, FITSParser())
     print(f"FITS 12 HDUs of 1.5 MiB: {size} bytes, {requests} requests, {nbytes} bytes")
@@ -79,13 +84,8 @@ def test_fits_with_many_large_hdus(http_server: HTTPServer, tmp_path: Path) -> N
 def test_fits_hdus_far_apart_skip_the_data(http_server: HTTPServer, tmp_path: Path) -> None:
     """3 HDUs of 6 MiB: each header further than 4 MiB from the bytes read is read by a
     jump (one request), the data between never fetched."""
-    rng = np.random.default_rng(4)
-    hdus = [fits.PrimaryHDU()] + [
-        fits.ImageHDU(rng.normal(size=(768, 1024)).astype(">f8"), name=f"BIG{k}") for k in range(3)
-    ]
     src = tmp_path / "far.fits"
-    fits.HDUList(hdus).writeto(src)
-    size = src.stat().st_size
+    size = write_image_hdus(src, 3, (768, 1024), "BIG", seed=4)
     store, _path, requests, nbytes = parse_remote(http_server, src, FITSParser())
     print(f"FITS 3 HDUs of 6 MiB: {size} bytes, {requests} requests, {nbytes} bytes")
     assert requests <= 4
