@@ -17,7 +17,7 @@ Remote files (anything not served by the registry's own ``LocalStore``):
   a miss fetches the missing bytes plus at most ``read_ahead`` more (and 64 KiB before); a file of at most
   ``whole_below`` bytes is fetched whole at its first miss (one more round trip at most);
 - :meth:`ByteSource.read_many` fetches the missing parts of many ranges concurrently
-  (up to ``MAX_IN_FLIGHT``), merging parts less than ``MERGE_GAP`` apart;
+  (up to ``BATCH_IN_FLIGHT``), merging parts less than ``MERGE_GAP`` apart;
 - transient failures (connection errors, 5xx) are retried with exponential backoff;
   a size or ETag that changes between requests raises :class:`SourceChangedError`.
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = [
+    "BATCH_IN_FLIGHT",
     "HEAD_BYTES",
     "MAX_IN_FLIGHT",
     "MERGE_GAP",
@@ -97,7 +98,25 @@ SMALL_GAP = 4 << 10
 """Missing ranges this close are always fetched together (the gap costs ~20 us)."""
 
 MAX_IN_FLIGHT = 64
-"""Concurrent requests of one batch to an object store (S3 serves thousands per prefix)."""
+"""Concurrent requests of one chunk read to an object store (S3 serves thousands per prefix)."""
+
+BATCH_IN_FLIGHT = 128
+"""Concurrent requests of one :meth:`RemoteSource.read_many` batch (a parser's metadata:
+every B-tree node of a level, every IFD, every message header). Tune it per source with
+``open_source(url, registry, max_in_flight=n)`` or for the process by setting this.
+
+A batch of many small ranges is bound by requests per second, not bytes: ``n`` requests in
+flight at 30 ms each cap it at ``n / 0.03`` requests a second. Measured with
+``benchmarks/remote_index.py`` (30 ms, 200 MB/s, the Python latency server, 2,239 B-tree
+node requests of a 140,160-chunk NetCDF4 file): 64 in flight ~1,000 requests/s, 128 enough to
+keep that server's CPU (~0.45 ms a request, one GIL) busy; more only adds server threads
+contending for it (and past ~190 new connections at once its accept queue of 5 overflows:
+seconds of SYN retries). Object stores answer hundreds at once: raise it for them."""
+
+IO_THREADS = 128
+"""Threads of the shared pool that blocking requests run on: the most requests in flight
+from all sources of the process together (files parsed by many threads share it), and so
+the most one batch can use. Set it before the first remote read to change it."""
 
 RETRIES = 3
 """Retries of a transiently failed request (after obstore's own), with backoff from BACKOFF s."""
@@ -341,7 +360,7 @@ def io_pool() -> ThreadPoolExecutor:
     if _POOL is None:
         with _POOL_LOCK:
             if _POOL is None:
-                _POOL = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="virtualizarr-io")
+                _POOL = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="virtualizarr-io")
     return _POOL
 
 
@@ -482,8 +501,13 @@ class RemoteSource(ByteSource):
         read_ahead: int | None = None,
         whole_below: int | None = None,
         merge_gap: int | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         # module defaults read at call time, so a benchmark (or user) can tune them
+        max_in_flight = BATCH_IN_FLIGHT if max_in_flight is None else max_in_flight
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         head_bytes = HEAD_BYTES if head_bytes is None else head_bytes
         read_ahead = READ_AHEAD if read_ahead is None else read_ahead
         whole_below = WHOLE_BELOW if whole_below is None else whole_below
@@ -620,7 +644,7 @@ class RemoteSource(ByteSource):
         if len(merged) == 1:
             results = [one(*merged[0])]
         else:
-            results = list(io_pool().map(lambda ab: one(*ab), merged))
+            results = _run_bounded(one, merged, self.max_in_flight)
         for (a, b), (first, data) in zip(merged, results):
             self.stats.add(1, len(data))
             if first != a or len(data) < b - a:
@@ -687,6 +711,36 @@ class RemoteSource(ByteSource):
         # The bytes stay a little longer (see recent_bytes): opening a dataset reads its
         # coordinates through the store right after parsing, often from bytes fetched here.
         _keep_recent(self)
+
+
+def _run_bounded(fn: Any, items: list[list[int]], limit: int) -> list[Any]:
+    """``[fn(*item) for item in items]`` on the I/O pool, at most ``limit`` at a time.
+
+    ``min(limit, len(items))`` tasks each take the next item until none is left (no task
+    waits for another, so a full pool only delays them); the first error is raised.
+    """
+    results: list[Any] = [None] * len(items)
+    order = iter(range(len(items)))
+    lock = threading.Lock()
+    failed: list[Exception] = []
+
+    def worker() -> None:
+        while not failed:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(*items[i])
+            except Exception as e:  # noqa: BLE001  (re-raised by the caller below)
+                failed.append(e)
+
+    tasks = [io_pool().submit(worker) for _ in range(min(limit, len(items)))]
+    for t in tasks:
+        t.result()
+    if failed:
+        raise failed[0]
+    return results
 
 
 class SourceFile(io.RawIOBase):
@@ -816,7 +870,7 @@ def open_source(
     """A :class:`ByteSource` of ``url``: its size, ETag and head come with the first request.
 
     ``options`` tune a remote source (``head_bytes``, ``read_ahead``, ``whole_below``,
-    ``merge_gap``; defaults in this module). Raises ``FileNotFoundError`` naming ``url``
+    ``merge_gap``, ``max_in_flight``; defaults in this module). Raises ``FileNotFoundError`` naming ``url``
     when no file is there (a local directory included).
 
     >>> import tempfile, pathlib
