@@ -14,8 +14,11 @@ Remote files (anything not served by the registry's own ``LocalStore``):
 - the first request is a ranged GET of the first ``HEAD_BYTES`` bytes; its response also
   carries the size and ETag (no separate HEAD), and a file smaller than that comes whole;
 - fetched bytes stay in a sparse cache, so no byte is fetched twice by one source;
-  a miss fetches the missing bytes plus at most ``read_ahead`` more (and 64 KiB before); a file of at most
-  ``whole_below`` bytes is fetched whole at its first miss (one more round trip at most);
+  a miss fetches the missing bytes plus at most ``read_ahead`` more (and 64 KiB before);
+- a file of at most ``whole_below`` bytes (``WHOLE_BELOW``, 4 MiB) is fetched whole at its
+  first miss (one more round trip at most); a larger one only where the parse reads, unless
+  a parse keeps missing (``WHOLE_AFTER_MISSES``): then the rest comes whole if it is at most
+  ``WHOLE_REST_BELOW``. Most files need 1-2 requests (see ``docs/formats.md``);
 - :meth:`ByteSource.read_many` fetches the missing parts of many ranges concurrently
   (up to ``BATCH_IN_FLIGHT``), merging parts less than ``MERGE_GAP`` apart;
 - transient failures (connection errors, 5xx) are retried with exponential backoff;
@@ -82,14 +85,32 @@ READ_AHEAD = 1 << 20
 READ_BEHIND = 64 << 10
 """Bytes before a remote cache miss fetched with it (h5py reads a B-tree node, then just before it)."""
 
-WHOLE_BELOW = 16 << 20
-"""Remote files up to this size are fetched whole at their first cache miss.
+WHOLE_BELOW = 4 << 20
+"""Remote files up to this size are fetched whole at their first cache miss; larger ones
+only where the parse reads (plus ``READ_AHEAD``).
 
-Measured with ``benchmarks/remote.py`` (30 ms, 200 MB/s) on a 12.9 MB NetCDF4 file with
-coordinates: 8 requests, 1.1 MB, 0.46-0.58 s piecewise (6 requests, 0.30 s through h5py)
-against 2 requests, 12 MB, 0.20 s whole. Fetching the rest costs less than the two or
-three round trips a parse would otherwise make, and never more than the file.
+Measured with ``benchmarks/remote.py`` (30 ms per request, 200 MB/s per connection): one
+round trip costs as long as 6 MB of transfer, so the rest of a file below 4 MiB (at most
+3 MiB past the 1 MiB head) costs less than the one round trip it saves, and HDF5 files
+whose metadata is spread through them would otherwise cost dozens
+(``NEONDSTowerTemperatureData.hdf5``, 3.0 MB: 57 requests piecewise, 2 whole). Above it,
+fetching whole moves bytes nobody reads, and many files opened at once share the bandwidth:
+100 netCDF-4 files of 9-13 MB with ``parallel="threads"`` moved 932 MB in 200 requests
+whole (16 MiB threshold) against 107 MB in 800 requests piecewise: 2.1-2.3 s against 4.1 s
+with 64 threads on a 2-core machine at load ~8 (``virtualizarr.mfdataset.REMOTE_THREADS``).
+Every real sample file stays at 1-2 requests (``tests/test_io_policy.py``). The price: one
+such file opened alone takes 8 requests, 1.1 MB, 0.4-0.6 s instead of 2 requests, 12 MB,
+0.2-0.3 s (its B-tree nodes are read variable by variable, one round trip each).
 """
+
+WHOLE_AFTER_MISSES = 8
+"""After this many cache misses of one source, a miss brings the rest of the file if that is
+at most ``WHOLE_REST_BELOW`` bytes: a parse that has already waited for 8 round trips is
+reading metadata scattered through the file, and the rest costs about 3 of them. The typical
+netCDF-4 file of ``benchmarks/remote.py`` (3 chunked variables) takes 7 misses."""
+
+WHOLE_REST_BELOW = 16 << 20
+"""The most bytes one late miss fetches to complete a file (``WHOLE_AFTER_MISSES``)."""
 
 MERGE_GAP = 1 << 20
 """Missing ranges closer than this are fetched by one request (the gap costs 5 ms at 200 MB/s)."""
@@ -516,6 +537,7 @@ class RemoteSource(ByteSource):
         self.closed_at = 0.0
         self.stats = SourceStats()
         self.read_ahead, self.whole_below, self.merge_gap = read_ahead, whole_below, merge_gap
+        self.misses = 0  # reads that had to fetch (see WHOLE_AFTER_MISSES)
         self._lock = threading.RLock()
         self._starts: list[int] = []  # sorted, non-overlapping cached segments
         self._ends: list[int] = []
@@ -538,6 +560,17 @@ class RemoteSource(ByteSource):
     @property
     def head(self) -> bytes:
         return self.read(0, self._head_len)
+
+    def _whole_now(self) -> bool:
+        """Whether this cache miss fetches the rest of the file instead of what it misses:
+        always for a file of at most ``whole_below`` bytes, and after ``WHOLE_AFTER_MISSES``
+        misses when at most ``WHOLE_REST_BELOW`` bytes are left (see those constants)."""
+        self.misses += 1
+        if self.size <= self.whole_below:
+            return True
+        if self.misses <= WHOLE_AFTER_MISSES:
+            return False
+        return self.size - self.nbytes() <= WHOLE_REST_BELOW
 
     # cache bookkeeping (callers hold self._lock)
 
@@ -667,7 +700,7 @@ class RemoteSource(ByteSource):
         with self._lock:
             gaps = self._gaps(lo, hi)
             if gaps:
-                if self.size <= self.whole_below:
+                if self._whole_now():
                     gaps = self._gaps(0, self.size)
                 else:
                     a, b = gaps[-1]
@@ -692,6 +725,8 @@ class RemoteSource(ByteSource):
                     else:
                         gaps.append((a, b))
             if gaps:
+                if self._whole_now():
+                    gaps = self._gaps(0, self.size)
                 self._fetch(gaps)
             return [self._assemble(lo, hi) for lo, hi in clipped]
 
