@@ -61,6 +61,17 @@ def _u8(buf: Any) -> np.ndarray:
     )
 
 
+def _records(buf: Any, record_size: int, records: int) -> np.ndarray:
+    """``buf`` as an ``(n, record_size)`` uint8 array of at most ``records`` whole records."""
+    data = _u8(buf)
+    n, rest = divmod(data.size, record_size)
+    if rest or n > records:
+        raise ChunkReadError(
+            f"{data.size} bytes are not at most {records} whole records of {record_size} bytes."
+        )
+    return data.reshape(n, record_size)
+
+
 class FitsTile(Codec):
     """numcodecs codec: one compressed FITS tile to an array of ``shape`` and ``dtype``.
 
@@ -101,9 +112,16 @@ class FitsTile(Codec):
         self.itemsize = None if itemsize is None else int(itemsize)
 
     def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "algorithm": self.algorithm, "shape": self.shape,
-                "dtype": self.dtype, "blocksize": self.blocksize, "bytepix": self.bytepix,
-                "smooth": self.smooth, "itemsize": self.itemsize}  # fmt: skip
+        return {
+            "id": self.codec_id,
+            "algorithm": self.algorithm,
+            "shape": self.shape,
+            "dtype": self.dtype,
+            "blocksize": self.blocksize,
+            "bytepix": self.bytepix,
+            "smooth": self.smooth,
+            "itemsize": self.itemsize,
+        }
 
     def _stored_dtype(self, nbytes: int) -> np.dtype:
         """Big-endian type of GZIP/NOCOMPRESS values (as astropy/CFITSIO pick it)."""
@@ -112,8 +130,10 @@ class FitsTile(Codec):
         if itemsize is None:
             npix = math.prod(self.shape)
             if nbytes % npix:
-                raise ValueError(f"{self.algorithm} tile of {nbytes} bytes is not a whole number of "
-                                 f"values for a tile of {npix} pixels.")  # fmt: skip
+                raise ValueError(
+                    f"{self.algorithm} tile of {nbytes} bytes is not a whole number of "
+                    f"values for a tile of {npix} pixels."
+                )
             itemsize = nbytes // npix
         kind = (
             "f" if out.kind == "f" and itemsize == out.itemsize else ("u" if itemsize == 1 else "i")
@@ -177,26 +197,26 @@ class RecordField(Codec):
     codec_id = "virtualizarr.record_field"
 
     def __init__(self, record_size: int, offset: int, size: int, records: int) -> None:
-        self.record_size, self.offset, self.size, self.records = (
-            int(record_size), int(offset), int(size), int(records))  # fmt: skip
+        self.record_size, self.offset = int(record_size), int(offset)
+        self.size, self.records = int(size), int(records)
         if not (self.offset >= 0 and self.offset + self.size <= self.record_size):
             raise ValueError(
                 f"field [{offset}, {offset} + {size}) is not inside a {record_size}-byte record"
             )
 
     def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "record_size": self.record_size, "offset": self.offset,
-                "size": self.size, "records": self.records}  # fmt: skip
+        return {
+            "id": self.codec_id,
+            "record_size": self.record_size,
+            "offset": self.offset,
+            "size": self.size,
+            "records": self.records,
+        }
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        data = _u8(buf)
-        n, rest = divmod(data.size, self.record_size)
-        if rest or n > self.records:
-            raise ChunkReadError(
-                f"{data.size} bytes are not at most {self.records} whole records of {self.record_size} bytes."
-            )
+        recs = _records(buf, self.record_size, self.records)
         res = np.zeros((self.records, self.size), dtype=np.uint8)
-        res[:n] = data.reshape(n, self.record_size)[:, self.offset : self.offset + self.size]
+        res[: len(recs)] = recs[:, self.offset : self.offset + self.size]
         flat = res.reshape(-1)
         return numcodecs.compat.ndarray_copy(flat, out) if out is not None else flat
 
@@ -269,18 +289,18 @@ class GroupParam(Codec):
             )
 
     def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "record_size": self.record_size, "records": self.records,
-                "dtype": self.dtype, "offsets": self.offsets, "scales": self.scales,
-                "zeros": self.zeros}  # fmt: skip
+        return {
+            "id": self.codec_id,
+            "record_size": self.record_size,
+            "records": self.records,
+            "dtype": self.dtype,
+            "offsets": self.offsets,
+            "scales": self.scales,
+            "zeros": self.zeros,
+        }
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        data = _u8(buf)
-        n, rest = divmod(data.size, self.record_size)
-        if rest or n > self.records:
-            raise ChunkReadError(
-                f"{data.size} bytes are not at most {self.records} whole records of {self.record_size} bytes."
-            )
-        recs = data.reshape(n, self.record_size)
+        recs = _records(buf, self.record_size, self.records)
         dtype = np.dtype(self.dtype)
         res = np.zeros(self.records, "<f8")
         total = None
@@ -294,7 +314,7 @@ class GroupParam(Codec):
                 part += zero
             total = part if total is None else total + part
         if total is not None:
-            res[:n] = total
+            res[: len(recs)] = total
         res = res.view(np.uint8)
         return numcodecs.compat.ndarray_copy(res, out) if out is not None else res
 
