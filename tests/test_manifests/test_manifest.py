@@ -431,3 +431,24 @@ def test_grids_are_read_only() -> None:
 def test_dict_is_an_alias_of_to_dict() -> None:
     m = ChunkManifest({"0": REF})
     assert m.dict() == m.to_dict() == {"0": REF}
+
+
+def test_with_table_shares_grids_and_refuses_other_entries() -> None:
+    from virtualizarr.manifests.sources import SourceRecord, SourceURL
+
+    m = ChunkManifest.from_path_ids(
+        table=["/d/a.nc", b"inline"],
+        ids=np.array([0, 1, MISSING], dtype=np.uint32),
+        offsets=np.array([8, 0, 0]),
+        lengths=np.array([4, 6, 0]),
+    )
+    rec = SourceRecord("file:///d/a.nc", 100, "etag")
+    m2 = m.with_table([SourceURL("file:///d/a.nc", rec), b"inline"])
+    assert m2 == m
+    assert m2.table[0].record == rec
+    assert m2.path_ids is m.path_ids
+    assert m2.offsets is m.offsets
+    with pytest.raises(ValueError, match="equal"):
+        m.with_table(["file:///d/b.nc", b"inline"])
+    with pytest.raises(ValueError, match="equal"):
+        m.with_table(["file:///d/a.nc"])

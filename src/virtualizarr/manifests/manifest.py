@@ -294,6 +294,28 @@ class ChunkManifest:
         self._set(table, ids, offsets, lengths)
         return self
 
+    def with_table(self, table: Sequence[str | bytes]) -> ChunkManifest:
+        """This manifest with its table's entries replaced by equal ones (a path carrying
+        its source record, say); the grids are shared, nothing is validated again.
+
+        >>> import numpy as np
+        >>> m = ChunkManifest.from_path_ids(table=["/a.nc"], ids=np.zeros(1, np.uint32),
+        ...     offsets=[0], lengths=[4])
+        >>> m.with_table(["file:///a.nc"]) == m
+        True
+        """
+        table = tuple(table)
+        if len(table) != len(self._table) or any(a != b for a, b in zip(table, self._table)):
+            raise ValueError("with_table needs entries equal to the manifest's own, in order")
+        out = type(self).__new__(type(self))
+        out._table, out._ids, out._offsets, out._lengths = (
+            table,
+            self._ids,
+            self._offsets,
+            self._lengths,
+        )
+        return out
+
     @classmethod
     def from_arrays(
         cls,

@@ -112,8 +112,6 @@ class SourceURL(str):
 
 def with_records(manifest: ChunkManifest, records: Mapping[str, SourceRecord]) -> ChunkManifest:
     """``manifest`` with the records of the paths it references attached to its table."""
-    from virtualizarr.manifests.manifest import ChunkManifest
-
     if not records:
         return manifest
     table = tuple(
@@ -124,13 +122,7 @@ def with_records(manifest: ChunkManifest, records: Mapping[str, SourceRecord]) -
     )
     if all(a is b for a, b in zip(table, manifest.table)):
         return manifest
-    return ChunkManifest.from_path_ids(
-        table=table,
-        ids=manifest.path_ids,
-        offsets=manifest.offsets,
-        lengths=manifest.lengths,
-        normalize=False,
-    )
+    return manifest.with_table(table)  # equal entries: the grids are shared as they are
 
 
 def records_of(manifests: Iterable[ChunkManifest]) -> dict[str, SourceRecord]:
