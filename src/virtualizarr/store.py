@@ -358,17 +358,25 @@ class ManifestStore(Store):
         start, n = _apply_range(loc.offset, loc.length, byte_range)
         return ChunkLocation(None, loc.url, start, n)
 
-    async def get(
-        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
-    ) -> Buffer | None:
-        # docstring inherited
+    def _lookup(
+        self, key: str, byte_range: ByteRequest | None, prototype: BufferPrototype
+    ) -> ChunkLocation | Buffer | None:
+        """What to answer for ``key``: None if absent, its bytes if held (inlined, or an
+        empty range), else the location to read."""
         try:
             loc = self._resolve_key(key, byte_range)
         except KeyError:
             return None
         held = _held(loc, prototype)
-        if held is not None:
-            return held
+        return loc if held is None else held
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        # docstring inherited
+        loc = self._lookup(key, byte_range, prototype)
+        if not isinstance(loc, ChunkLocation):
+            return loc
         reader = self._reader
         ahead = ([], []) if reader.is_local(loc.url) else self._ahead(loc)
         data = await reader.read_async(loc.url, loc.offset, loc.length, *ahead)
@@ -387,13 +395,9 @@ class ManifestStore(Store):
         """
         if prototype is None:
             prototype = default_buffer_prototype()
-        try:
-            loc = self._resolve_key(key, byte_range)
-        except KeyError:
-            return None
-        held = _held(loc, prototype)
-        if held is not None:
-            return held
+        loc = self._lookup(key, byte_range, prototype)
+        if not isinstance(loc, ChunkLocation):
+            return loc
         reader = self._reader
         local = self._registry.local_path(loc.url)
         if local is not None:
@@ -447,17 +451,11 @@ class ManifestStore(Store):
         out: list[Buffer | None] = []
         by_url: dict[str, list[tuple[int, int, int]]] = {}  # url -> [(position, start, length)]
         for key, byte_range in key_ranges:
-            out.append(None)
-            try:
-                loc = self._resolve_key(key, byte_range)
-            except KeyError:
-                continue
-            if loc.data is not None:
-                out[-1] = prototype.buffer.from_bytes(loc.data)
-            elif loc.length == 0:
-                out[-1] = prototype.buffer.from_bytes(b"")
-            else:
-                by_url.setdefault(loc.url, []).append((len(out) - 1, loc.offset, loc.length))
+            loc = self._lookup(key, byte_range, prototype)
+            if isinstance(loc, ChunkLocation):
+                by_url.setdefault(loc.url, []).append((len(out), loc.offset, loc.length))
+                loc = None
+            out.append(loc)
 
         async def read_file(url: str, reads: list[tuple[int, int, int]]) -> None:
             datas = await self._reader.read_many_async(
