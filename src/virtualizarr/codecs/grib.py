@@ -13,13 +13,12 @@ codec ``"virtualizarr.grib"`` (:class:`GribCodec`, on the shared base in
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numcodecs.abc import Codec as NumcodecsCodec
 
-from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec
+from virtualizarr.codecs.wrap import DecodeOnly, WrappedArrayBytesCodec, chunk_from_values
 
 if TYPE_CHECKING:
     from typing import Self
@@ -163,14 +162,4 @@ class GribCodec(DecodeOnly, WrappedArrayBytesCodec, codec_name=CODEC_ID, numcode
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         values = decode_message(chunk_bytes.as_numpy_array().tobytes())
-        n = math.prod(chunk_spec.shape)
-        if values.size != n:
-            from virtualizarr.errors import ChunkReadError
-
-            raise ChunkReadError(
-                f"GRIB message decodes to {values.size} values but the chunk has shape "
-                f"{chunk_spec.shape} ({n} values): the reference does not match the message."
-            )
-        dtype = chunk_spec.dtype.to_native_dtype()
-        arr = values.astype(dtype, copy=False).reshape(chunk_spec.shape)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+        return chunk_from_values(values, chunk_spec, "GRIB message")

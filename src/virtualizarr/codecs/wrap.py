@@ -33,6 +33,8 @@ import numpy as np
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.common import JSON, parse_named_configuration
 
+from virtualizarr.errors import ChunkReadError
+
 if TYPE_CHECKING:
     from typing import Self
 
@@ -118,6 +120,23 @@ class WrappedBytesBytesCodec(WrappedCodec, BytesBytesCodec):
         return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
 
 
+def chunk_from_values(values: np.ndarray, chunk_spec: ArraySpec, what: str) -> NDBuffer:
+    """Decoded ``values`` as one chunk: reshaped and cast to the array's native dtype.
+
+    Raises :class:`~virtualizarr.errors.ChunkReadError` naming ``what`` (the codec) when
+    their number is not the chunk's: the reference does not point at what it says.
+    """
+    n = math.prod(chunk_spec.shape)
+    if values.size != n:
+        raise ChunkReadError(
+            f"{what} decodes to {values.size} values but the chunk has shape "
+            f"{chunk_spec.shape} ({n} values): the reference does not match the stored bytes."
+        )
+    dtype = chunk_spec.dtype.to_native_dtype()
+    arr = values.reshape(chunk_spec.shape).astype(dtype, copy=False)
+    return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+
+
 class WrappedArrayBytesCodec(WrappedCodec, ArrayBytesCodec):
     """An array->bytes Zarr v3 codec running a numcodecs codec.
 
@@ -127,15 +146,7 @@ class WrappedArrayBytesCodec(WrappedCodec, ArrayBytesCodec):
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         out = np.asarray(self._numcodec.decode(chunk_bytes.as_numpy_array().tobytes()))
-        n = math.prod(chunk_spec.shape)
-        if out.size != n:
-            raise ValueError(
-                f"{self.codec_name} decoded {out.size} values but the chunk has shape "
-                f"{chunk_spec.shape} ({n} values)."
-            )
-        dtype = chunk_spec.dtype.to_native_dtype()
-        arr = out.reshape(chunk_spec.shape).astype(dtype, copy=False)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+        return chunk_from_values(out, chunk_spec, self.codec_name)
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         out = self._numcodec.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
