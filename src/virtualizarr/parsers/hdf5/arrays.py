@@ -19,7 +19,7 @@ from virtualizarr.conversion import single_chunk_manifest
 from virtualizarr.errors import CodecNotSupportedError, CorruptFileError, UnsupportedFeatureError
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.manifest import MISSING
-from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.manifests.metadata import create_v3_array_metadata, with_metadata
 from virtualizarr.parsers.hdf5.chunks import chunk_grid_manifest, trimmed_chunk_shape
 from virtualizarr.parsers.hdf5.context import ParseContext, skip
 from virtualizarr.parsers.hdf5.dtypes import TypeInfo
@@ -92,15 +92,44 @@ class _Var:
             return None
         return np.asarray(fv).astype(self.dtype).item()
 
-    def metadata(self, chunk_shape: tuple[int, ...], codecs: list[Any]) -> ArrayV3Metadata:
-        return create_v3_array_metadata(
+    def metadata(
+        self, chunk_shape: tuple[int, ...], codecs: list[Any], codec_key: Any = None
+    ) -> ArrayV3Metadata:
+        """The array's metadata. ``codec_key`` (hashable) says which ``codecs`` these are
+        for this dtype (the filter pipeline); with it, metadata equal up to the shape,
+        attributes and dimension names is made once and then copied with those changed."""
+        fill = self.fill_value()
+        key = None
+        if codec_key is not None and isinstance(fill, _SCALARS):
+            # repr: NaN never equals itself, and -0.0 equals 0.0
+            key = (self.dtype, tuple(chunk_shape), type(fill), repr(fill), codec_key)
+            template = _TEMPLATES.get(key)
+            if template is not None:
+                return with_metadata(
+                    template,
+                    shape=self.shape,
+                    attributes=self.meta_kw["attributes"],
+                    dimension_names=self.meta_kw["dimension_names"],
+                )
+        meta = create_v3_array_metadata(
             shape=self.shape,
             data_type=self.dtype,
             chunk_shape=chunk_shape,
-            fill_value=self.fill_value(),
+            fill_value=fill,
             codecs=codecs,
             **self.meta_kw,
         )
+        if key is not None and self.dtype.metadata is None and not self.dtype.hasobject:
+            if len(_TEMPLATES) >= 1024:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = meta
+        return meta
+
+
+_SCALARS = (bool, int, float, str, bytes, type(None))
+_TEMPLATES: dict[tuple[Any, ...], ArrayV3Metadata] = {}
+"""Array metadata by dtype, chunk shape, fill value and filter pipeline: the datasets of
+a file and the files of a collection repeat a few (zarr parses every field of a new one)."""
 
 
 def build_array(
@@ -162,15 +191,20 @@ def _contiguous(var: _Var) -> ManifestArray:
     nbytes = math.prod(var.shape) * var.dtype.itemsize
     offset = var.storage.offset  # None when no storage was ever allocated
     grid = tuple(1 if s else 0 for s in var.shape)
-    present = offset is not None and nbytes > 0
+    present = offset is not None and nbytes > 0 and all(grid)
+    if present and offset + nbytes > var.ctx.file_size:
+        raise CorruptFileError(
+            f"{var.where} has chunks up to byte {offset + nbytes} but the file has only "
+            f"{var.ctx.file_size} bytes: the file is truncated."
+        )
     manifest = ChunkManifest.from_path_ids(
-        table=[var.ctx.url],
+        table=[var.ctx.url],  # normalized by the parser
         ids=np.full(grid, 0 if present else MISSING, dtype=np.uint32),
-        offsets=np.full(grid, offset or 0, dtype=np.uint64),
-        lengths=np.full(grid, nbytes, dtype=np.uint64),
+        offsets=np.full(grid, offset if present else 0, dtype=np.uint64),
+        lengths=np.full(grid, nbytes if present else 0, dtype=np.uint64),
+        normalize=False,
     )
-    _check_extent(var, manifest)
-    return ManifestArray(var.metadata(inline_chunk_shape(var.shape), []), manifest)
+    return ManifestArray(var.metadata(inline_chunk_shape(var.shape), [], codec_key=()), manifest)
 
 
 def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
@@ -187,6 +221,7 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
             f"but the file has only {var.ctx.file_size} bytes: the file is truncated."
         )
     masks = np.unique(index.masks) if index.masks.any() else np.zeros(1, np.uint32)
+    kept = filters
     if len(masks) == 1 and masks[0]:  # every chunk skipped the same filters: drop them
         kept = [f for i, f in enumerate(filters) if not int(masks[0]) >> i & 1]
         codecs = codecs_for_filters(kept, dtype)
@@ -203,7 +238,8 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
             lengths = np.full(len(index), math.prod(chunk_shape) * dtype.itemsize, np.uint64)
     _check_grid(var, chunk_shape, len(index))
     manifest = chunk_grid_manifest(index, var.ctx.url, var.shape, chunk_shape, lengths=lengths)
-    metadata = var.metadata(chunk_shape, codecs)
+    # the codecs follow from the kept filters and the dtype alone
+    metadata = var.metadata(chunk_shape, codecs, codec_key=("filters", *kept))
     redo = _straddling_chunks(var, chunk_shape, manifest)
     if len(masks) > 1:  # some chunks skipped a filter the others went through
         odd = index.coords[index.masks != masks[0]] // np.asarray(chunk_shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from virtualizarr.parsers.hdf5.lookup3 import lookup3
 from virtualizarr.parsers.hdf5.superblock import Cursor, Fallback, H5File
 
 __all__ = ["Message", "ObjectHeader", "read_headers"]
@@ -213,19 +214,11 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
 
 def _verify(f: H5File, blocks: list[tuple[str, bytes]]) -> None:
     """Check the Jenkins lookup3 checksums (last 4 bytes) of version-2 header blocks."""
-    if not blocks:
-        return
-    import numpy as np
-
-    from virtualizarr.parsers.hdf5.lookup3 import verify_checksums
-
     for what, block in blocks:
         if len(block) < 4:
             raise f.corrupt(what, "truncated")
-    stored = np.array([int.from_bytes(b[-4:], "little") for _, b in blocks], np.uint32)
-    ok = verify_checksums([b[:-4] for _, b in blocks], stored)
-    if not ok.all():
-        raise f.corrupt(blocks[int(np.argmin(ok))][0], "checksum mismatch")
+        if lookup3(block[:-4]) != int.from_bytes(block[-4:], "little"):
+            raise f.corrupt(what, "checksum mismatch")
 
 
 def shared_address(f: H5File, body: bytes, what: str) -> int:
