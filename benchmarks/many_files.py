@@ -9,8 +9,8 @@ patched into the copy (so making 100k files takes seconds, not an hour). Cached 
                                     [--kerchunk-max 1000] [--folder /tmp/vz_many_files]
 
 Each measurement runs in a fresh Python process (so peak RSS is that of one run):
-wall seconds, CPU seconds (the process plus its waited-for children; forkserver workers are
-not its children, so for "processes"/"dask" it is the client's CPU; in brackets: the
+wall seconds, CPU seconds (the process plus its workers when they were forked; fork-server
+workers are not its children, then it is the client's CPU only; in brackets: the
 client's own), ms per file (wall), peak RSS of
 the client process (MB), the result's ``ds.vz.nbytes`` and bytes per reference.
 The machine's load average is printed: on a shared machine wall times inflate, CPU
@@ -110,6 +110,11 @@ def _one(folder: Path, n: int, mode: str) -> dict:
         nbytes = ds.vz.nbytes
     wall = time.perf_counter() - t0
     client_cpu = time.process_time() - c0
+    import virtualizarr.mfdataset as mf
+
+    pool = getattr(mf, "_POOL", None)
+    if pool is not None:  # forked workers are children: their CPU counts once they exit
+        pool.shutdown(wait=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = client_cpu + children.ru_utime + children.ru_stime
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

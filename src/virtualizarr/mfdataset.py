@@ -106,19 +106,13 @@ def expand_paths(
         local = paths.removeprefix("file://")
         found = sorted(globlib.glob(os.path.expanduser(local), recursive=True))
     else:
-        import obstore
+        from virtualizarr.io.objects import list_objects
 
         head = paths[: min(i for i, c in enumerate(paths) if c in "*?[")]
         base = head[: head.rfind("/") + 1]
-        store, key = (registry or ObjectStoreRegistry()).resolve(base)
-        prefix_url = base[: len(base) - len(key)] if key else base
-        found = []
-        for batch in obstore.list(store, prefix=key or None):
-            for meta in batch:
-                url = prefix_url.rstrip("/") + "/" + meta["path"]
-                if fnmatchcase(url, paths):
-                    found.append(url)
-        found.sort()
+        names, _ = list_objects(base, registry)  # errors name the URL listed
+        urls = (base.rstrip("/") + "/" + name for name in names)
+        found = sorted(u for u in urls if fnmatchcase(u, paths))
     if not found:
         raise FileNotFoundError(f"No files match {paths!r}")
     return found
@@ -344,7 +338,14 @@ def _worker_modules() -> list[str]:
     Not dask.array: workers build no xarray Variables (which would import it) unless
     ``preprocess=`` is given, and each module here lengthens the pool's start.
     """
-    modules = ["virtualizarr.mfdataset", "virtualizarr.parsers"]
+    # obstore (the registry's stores), codecs and values: what a first file imports lazily
+    modules = [
+        "virtualizarr.mfdataset",
+        "virtualizarr.parsers",
+        "virtualizarr.codecs",
+        "virtualizarr.values",
+        "obstore.store",
+    ]
     if importlib.util.find_spec("h5py") is not None:
         modules.append("virtualizarr.parsers.hdf5")  # the most common format's parser
     return modules
