@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from virtualizarr.errors import CorruptFileError
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
+from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 
 __all__ = ["random_groups_group"]
@@ -42,7 +42,7 @@ def random_groups_group(
     header: Any, data_offset: int, url: str, what: str, max_chunk_bytes: int
 ) -> ManifestGroup:
     """The group of parameter arrays and ``DATA`` of a random-groups HDU."""
-    from virtualizarr.parsers.fits.tables import header_attributes
+    from virtualizarr.parsers.fits.tables import file_manifest, header_attributes, record_field
 
     bitpix = header["BITPIX"]
     dtype = np.dtype(_BITPIX[bitpix])
@@ -59,18 +59,6 @@ def random_groups_group(
     offsets = np.uint64(data_offset) + starts * np.uint64(rowlen)
     lengths = np.minimum(np.uint64(rows), np.uint64(gcount) - starts) * np.uint64(rowlen)
 
-    def manifest(grid: tuple[int, ...]) -> ChunkManifest:
-        if math.prod(grid) == 0:
-            return ChunkManifest.empty(grid)
-        return ChunkManifest.from_path_ids(
-            table=[url], ids=np.zeros(grid, np.uint32), offsets=offsets.reshape(grid),
-            lengths=lengths.reshape(grid),
-        )  # fmt: skip
-
-    def record(offset: int, size: int) -> dict[str, Any]:
-        return {"name": "virtualizarr.record_field", "configuration": {
-            "record_size": rowlen, "offset": offset, "size": size, "records": rows}}  # fmt: skip
-
     # parameters by name, in order of first appearance (as astropy's parnames)
     params: dict[str, list[int]] = {}
     for n in range(1, pcount + 1):
@@ -84,29 +72,37 @@ def random_groups_group(
         zeros = [_number(header, f"PZERO{n}", 0) for n in ns]
         attrs: dict[str, Any] = {"fits_ptype": [f"PTYPE{n}" for n in ns]}
         if len(ns) == 1:
-            codecs = [record(item * (ns[0] - 1), item)]
+            codecs = [record_field(rowlen, item * (ns[0] - 1), item, rows)]
             out = dtype
             if scales[0] != 1:
                 attrs["scale_factor"] = float(scales[0])
             if zeros[0] != 0:
                 attrs["add_offset"] = float(zeros[0])
         else:  # astropy's par(): the float64 sum of the scaled parts
-            codecs = [{"name": "virtualizarr.fits_group_param", "configuration": {
-                "record_size": rowlen, "records": rows, "dtype": dtype.str,
-                "offsets": [item * (n - 1) for n in ns], "scales": scales, "zeros": zeros}}]  # fmt: skip
+            offsets_in_record = [item * (n - 1) for n in ns]
+            config = {"record_size": rowlen, "records": rows, "dtype": dtype.str}
+            config |= {"offsets": offsets_in_record, "scales": scales, "zeros": zeros}
+            codecs = [{"name": "virtualizarr.fits_group_param", "configuration": config}]
             out = np.dtype("<f8")
         meta = create_v3_array_metadata(
-            shape=(gcount,), data_type=out, chunk_shape=(rows,), codecs=codecs,
-            attributes=attrs, dimension_names=["group"],
-        )  # fmt: skip
-        arrays[name] = ManifestArray(meta, manifest((nchunks,)))
+            shape=(gcount,),
+            data_type=out,
+            chunk_shape=(rows,),
+            codecs=codecs,
+            attributes=attrs,
+            dimension_names=["group"],
+        )
+        arrays[name] = ManifestArray(meta, file_manifest(url, (nchunks,), offsets, lengths))
     data_attrs = header_attributes(header, scaling=True, blank=bitpix > 0)
     dims = ["group", *(f"naxis{k}" for k in range(naxis, 1, -1))]
     meta = create_v3_array_metadata(
-        shape=(gcount, *shape), data_type=dtype, chunk_shape=(rows, *(max(s, 1) for s in shape)),
-        codecs=[record(item * pcount, item * math.prod(shape))], attributes=data_attrs,
+        shape=(gcount, *shape),
+        data_type=dtype,
+        chunk_shape=(rows, *(max(s, 1) for s in shape)),
+        codecs=[record_field(rowlen, item * pcount, item * math.prod(shape), rows)],
+        attributes=data_attrs,
         dimension_names=dims,
-    )  # fmt: skip
+    )
     grid = (nchunks, *(1 if s else 0 for s in shape))
-    arrays["DATA"] = ManifestArray(meta, manifest(grid))
+    arrays["DATA"] = ManifestArray(meta, file_manifest(url, grid, offsets, lengths))
     return ManifestGroup(arrays=arrays, attributes={"fits_random_groups": True})

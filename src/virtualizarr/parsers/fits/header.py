@@ -283,6 +283,15 @@ class _Walker:
         return self._buf[: end - offset]
 
 
+def _warn_not_an_extension(url: str, size: int, offset: int, index: int) -> None:
+    warnings.warn(
+        f"{url}: the {size - offset} bytes after HDU {index - 1} (from byte {offset}) "
+        "are not a FITS extension; ignored.",
+        VariableSkippedWarning,
+        stacklevel=4,  # the caller of walk_hdus' caller, as walk_hdus' own warnings
+    )
+
+
 def walk_hdus(
     read: Callable[[int, int], bytes],
     size: int,
@@ -325,21 +334,11 @@ def walk_hdus(
                     stacklevel=3,
                 )
             elif rest.strip(b"\0 "):
-                warnings.warn(
-                    f"{url}: the {size - offset} bytes after HDU {index - 1} (from byte {offset}) "
-                    "are not a FITS extension; ignored.",
-                    VariableSkippedWarning,
-                    stacklevel=3,
-                )
+                _warn_not_an_extension(url, size, offset, index)
             break
         elif not header_bytes.startswith(b"XTENSION="):
             if header_bytes.strip(b"\0 "):
-                warnings.warn(
-                    f"{url}: the {size - offset} bytes after HDU {index - 1} (from byte {offset}) "
-                    "are not a FITS extension; ignored.",
-                    VariableSkippedWarning,
-                    stacklevel=3,
-                )
+                _warn_not_an_extension(url, size, offset, index)
             break
         header = Header.from_bytes(header_bytes, what)
         nbytes, shape = data_size(header, primary=index == 0)

@@ -48,13 +48,14 @@ from virtualizarr.errors import (
     VirtualiZarrError,
 )
 from virtualizarr.io import LocalSource, open_source
-from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup
+from virtualizarr.manifests import ManifestArray, ManifestGroup
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.parsers.fits.groups import random_groups_group
 from virtualizarr.parsers.fits.header import BLOCK, HDU, Header, walk_hdus
 from virtualizarr.parsers.fits.tables import (
     bintable_group,
     compressed_image_array,
+    file_manifest,
     header_attributes,
     pseudo_unsigned,
 )
@@ -115,10 +116,12 @@ class FITSParser:
             # remotely, read on through data of up to 4 MiB between headers (cheaper than a
             # round trip), in reads growing from 1 MiB; locally read only the headers
             hdus = walk_hdus(
-                src.read, src.size, url,
+                src.read,
+                src.size,
+                url,
                 first_read=(1 << 20) if remote else 16 * BLOCK,
                 sequential_gap=(4 << 20) if remote else 0,
-            )  # fmt: skip
+            )
             group = self._build(hdus, url, src.read, src.size)
         return ManifestStore(group, registry=registry)
 
@@ -151,9 +154,14 @@ class FITSParser:
                         header.integer(f"ZNAXIS{k}") for k in range(min(naxis, 999), 0, -1)
                     )
                     arrays[name] = compressed_image_array(
-                        header, hdu.data_offset, url, what, dims.names(name, shape), read,
+                        header,
+                        hdu.data_offset,
+                        url,
+                        what,
+                        dims.names(name, shape),
+                        read,
                         file_size,
-                    )  # fmt: skip
+                    )
                 elif kind == "random-groups":
                     groups[name] = random_groups_group(
                         header, hdu.data_offset, url, what, self.max_chunk_bytes
@@ -163,12 +171,14 @@ class FITSParser:
                         header, hdu.data_offset, url, what, self.max_chunk_bytes, hdu.data_size
                     )
                 else:
-                    warnings.warn(f"{what}: {kind} HDUs cannot be virtualized; skipped.",
-                                  VariableSkippedWarning, stacklevel=2)  # fmt: skip
+                    warnings.warn(
+                        f"{what}: {kind} HDUs cannot be virtualized; skipped.",
+                        VariableSkippedWarning,
+                        stacklevel=2,
+                    )
             except VirtualiZarrError:
                 raise
-            except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError, OverflowError,
-                    ArithmeticError) as e:  # fmt: skip
+            except (ValueError, KeyError, IndexError, TypeError, ArithmeticError) as e:
                 # a header whose keywords contradict each other; zarr or numpy found out first
                 raise CorruptFileError(
                     f"{what}: inconsistent header ({type(e).__name__}: {e})."
@@ -204,18 +214,21 @@ class FITSParser:
         grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunks))
         chunk_bytes = math.prod(chunks) * dtype.itemsize
         n = math.prod(grid)
-        offsets = (offset + np.arange(n, dtype=np.uint64) * np.uint64(chunk_bytes)).reshape(grid)
-        manifest = ChunkManifest.from_path_ids(
-            table=[url], ids=np.zeros(grid, np.uint32), offsets=offsets,
-            lengths=np.full(grid, chunk_bytes, np.uint64),
-        ) if n else ChunkManifest.empty(grid)  # fmt: skip
+        offsets = offset + np.arange(n, dtype=np.uint64) * np.uint64(chunk_bytes)
+        manifest = file_manifest(url, grid, offsets, np.full(n, chunk_bytes, np.uint64))
         attrs = header_attributes(
             header, scaling=unsigned is None, blank=bitpix > 0 and unsigned is None
         )
         if unsigned is not None and "BLANK" in header:  # astropy does not mask these either
             attrs["BLANK"] = header["BLANK"]
-        meta = create_v3_array_metadata(shape=shape, data_type=dtype, chunk_shape=chunks, attributes=attrs,
-                                        codecs=codecs, dimension_names=dims.names(name, shape))  # fmt: skip
+        meta = create_v3_array_metadata(
+            shape=shape,
+            data_type=dtype,
+            chunk_shape=chunks,
+            attributes=attrs,
+            codecs=codecs,
+            dimension_names=dims.names(name, shape),
+        )
         return ManifestArray(meta, manifest)
 
 

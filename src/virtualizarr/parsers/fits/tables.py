@@ -34,9 +34,11 @@ from virtualizarr.manifests.metadata import create_v3_array_metadata, to_json_sa
 __all__ = [
     "bintable_group",
     "compressed_image_array",
+    "file_manifest",
     "header_attributes",
     "parse_tform",
     "pseudo_unsigned",
+    "record_field",
 ]
 
 _TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCMPQ])(.*)$")
@@ -118,6 +120,28 @@ def _value(v: Any) -> Any:
     if isinstance(v, complex):
         return str(v)
     return None  # astropy's Undefined
+
+
+def file_manifest(
+    url: str, grid: tuple[int, ...], offsets: np.ndarray, lengths: np.ndarray
+) -> ChunkManifest:
+    """The chunks of ``grid`` (C order) at ``offsets``/``lengths`` of the file ``url``;
+    an empty manifest when the grid has no chunks."""
+    if math.prod(grid) == 0:
+        return ChunkManifest.empty(grid)
+    return ChunkManifest.from_path_ids(
+        table=[url],
+        ids=np.zeros(grid, np.uint32),
+        offsets=np.reshape(offsets, grid),
+        lengths=np.reshape(lengths, grid),
+    )
+
+
+def record_field(record_size: int, offset: int, size: int, records: int) -> dict[str, Any]:
+    """The ``virtualizarr.record_field`` codec: bytes ``[offset, offset + size)`` of each
+    of ``records`` records of ``record_size`` bytes (a column, a parameter, group data)."""
+    config = {"record_size": record_size, "offset": offset, "size": size, "records": records}
+    return {"name": "virtualizarr.record_field", "configuration": config}
 
 
 def header_attributes(
@@ -232,6 +256,7 @@ def bintable_group(
         )
     rows = min(max(nrows, 1), max(1, max_chunk_bytes // max(rowlen, 1)))
     nchunks = math.ceil(nrows / rows)
+    offsets = lengths = np.zeros(0, np.uint64)
     if rowlen:  # (rows of 0 bytes: only zero-width columns, nothing to reference)
         starts = np.arange(nchunks, dtype=np.uint64) * np.uint64(rows)
         offsets = np.uint64(data_offset) + starts * np.uint64(rowlen)
@@ -265,23 +290,22 @@ def bintable_group(
             dtype, flip = unsigned
             codecs.extend(flip)
         if col.code == "X":
-            codecs.append({"name": "numcodecs.imagecodecs_packints",
-                           "configuration": {"dtype": "|u1", "bitspersample": 1, "runlen": col.repeat}})  # fmt: skip
-        codecs.append({"name": "virtualizarr.record_field", "configuration": {
-            "record_size": rowlen, "offset": col.offset, "size": col.width, "records": rows}})  # fmt: skip
-        if math.prod(grid) == 0:  # no rows, or a zero-width column: nothing to reference
-            manifest = ChunkManifest.empty(grid)
-        else:
-            manifest = ChunkManifest.from_path_ids(
-                table=[url], ids=np.zeros(grid, np.uint32), offsets=offsets.reshape(grid),
-                lengths=lengths.reshape(grid),
-            )  # fmt: skip
+            bits = {"dtype": "|u1", "bitspersample": 1, "runlen": col.repeat}
+            codecs.append({"name": "numcodecs.imagecodecs_packints", "configuration": bits})
+        codecs.append(record_field(rowlen, col.offset, col.width, rows))
+        manifest = file_manifest(url, grid, offsets, lengths)  # empty: no rows, or zero width
         dims = ["row", *(f"{name}_dim{k}" for k in range(len(col.dims)))]
         attrs = {"fits_tform": str(header[f"TFORM{col.index}"]), **_column_attrs(header, col.index)}
         if unsigned is not None:
             attrs.pop("add_offset", None)
-        meta = create_v3_array_metadata(shape=shape, data_type=dtype, chunk_shape=chunks, codecs=codecs,
-                                        attributes=attrs, dimension_names=dims)  # fmt: skip
+        meta = create_v3_array_metadata(
+            shape=shape,
+            data_type=dtype,
+            chunk_shape=chunks,
+            codecs=codecs,
+            attributes=attrs,
+            dimension_names=dims,
+        )
         arrays[name] = ManifestArray(meta, manifest)
     return ManifestGroup(arrays=arrays, attributes=header_attributes(header))
 
@@ -415,16 +439,17 @@ def compressed_image_array(
         npix = math.prod(min(s, t) for s, t in zip(shape, tile))
         nbytes = len(gzip.decompress(first)) if algorithm.startswith("GZIP") else len(first)
         config["itemsize"] = nbytes // npix
-    manifest = ChunkManifest.from_path_ids(
-        table=[url], ids=np.zeros(grid, np.uint32), offsets=(heap + heap_offset).reshape(grid),
-        lengths=(count * np.uint64(elem)).reshape(grid),
-    )  # fmt: skip
+    manifest = file_manifest(url, grid, heap + heap_offset, count * np.uint64(elem))
     attrs = {
         "fits_zcmptype": algorithm,
         **header_attributes(header, scaling=True, blank=zbitpix > 0, compressed=True),
     }
     meta = create_v3_array_metadata(
-        shape=shape, data_type=_BITPIX[zbitpix], chunk_shape=tile, attributes=attrs, dimension_names=dims,
+        shape=shape,
+        data_type=_BITPIX[zbitpix],
+        chunk_shape=tile,
+        attributes=attrs,
+        dimension_names=dims,
         codecs=[{"name": "virtualizarr.fits_tile", "configuration": config}],
-    )  # fmt: skip
+    )
     return ManifestArray(meta, manifest)
