@@ -84,8 +84,11 @@ def geo_attributes(page: TiffPage) -> dict[str, Any]:
             if isinstance(code, int) and 1024 <= code < 32767:  # 32767: user-defined
                 attrs.setdefault("crs", f"EPSG:{code}")
     else:
-        for tag, key in ((_SCALE, "ModelPixelScale"), (_TIEPOINT, "ModelTiepoint"),
-                         (_TRANSFORM, "ModelTransformation")):  # fmt: skip
+        for tag, key in (
+            (_SCALE, "ModelPixelScale"),
+            (_TIEPOINT, "ModelTiepoint"),
+            (_TRANSFORM, "ModelTransformation"),
+        ):
             if tag in page.tags:
                 attrs[key] = list(page.tags.valueof(tag))
     return to_json_safe(attrs)

@@ -178,8 +178,11 @@ class TIFFParser:
                     transform, page.imagewidth, page.imagelength, x_name, y_name, tif.is_geotiff
                 ).items():
                     arrays.setdefault(name, arr)
-        attrs = {"tiff_byteorder": tif.byteorder, "tiff_is_bigtiff": tif.is_bigtiff,
-                 "tiff_n_ifds": len(pages)}  # fmt: skip
+        attrs = {
+            "tiff_byteorder": tif.byteorder,
+            "tiff_is_bigtiff": tif.is_bigtiff,
+            "tiff_n_ifds": len(pages),
+        }
         return ManifestGroup(arrays=arrays, attributes=attrs)
 
 
@@ -354,14 +357,21 @@ def _ifd_array(
     ids = np.where(missing, MISSING, np.uint32(0)).astype(np.uint32)
     kgrid = tuple(g for g, k in zip(grid, keep) if k)
     manifest = ChunkManifest.from_path_ids(
-        table=[url], ids=ids.reshape(kgrid), offsets=offsets.reshape(kgrid),
+        table=[url],
+        ids=ids.reshape(kgrid),
+        offsets=offsets.reshape(kgrid),
         lengths=lengths.reshape(kgrid),
-    )  # fmt: skip
+    )
     fill = page.nodata if np.dtype(dtype).kind != "b" else bool(page.nodata)
     meta = create_v3_array_metadata(
-        shape=shape, data_type=dtype, chunk_shape=chunks, fill_value=fill, codecs=codecs,
-        attributes=attrs, dimension_names=dims,
-    )  # fmt: skip
+        shape=shape,
+        data_type=dtype,
+        chunk_shape=chunks,
+        fill_value=fill,
+        codecs=codecs,
+        attributes=attrs,
+        dimension_names=dims,
+    )
     return ManifestArray(meta, manifest)
 
 
@@ -402,8 +412,8 @@ def _codecs(
             raise UnsupportedFeatureError(f"{what}: a predictor with {bps}-bit packed samples.")
         dtype = np.dtype(page.dtype)
         unpacked = "|u1" if dtype.kind == "b" else dtype.newbyteorder("=").str
-        codecs.append({"name": "numcodecs.imagecodecs_packints", "configuration": {
-            "dtype": unpacked, "bitspersample": bps, "runlen": samples_in_row}})  # fmt: skip
+        bits = {"dtype": unpacked, "bitspersample": bps, "runlen": samples_in_row}
+        codecs.append({"name": "numcodecs.imagecodecs_packints", "configuration": bits})
         seg_bytes = seg[0] * seg[1] * math.ceil(samples_in_row * bps / 8)
         dtype = dtype.newbyteorder("=") if dtype.kind != "b" else dtype
     else:
@@ -417,8 +427,8 @@ def _codecs(
             )
         elif page.predictor == 3:
             dtype = dtype.newbyteorder("=")
-            codecs.append({"name": "numcodecs.imagecodecs_floatpred", "configuration": {
-                "shape": list(chunks), "dtype": dtype.str, "axis": axis, "dist": 1}})  # fmt: skip
+            pred = {"shape": list(chunks), "dtype": dtype.str, "axis": axis, "dist": 1}
+            codecs.append({"name": "numcodecs.imagecodecs_floatpred", "configuration": pred})
         elif page.predictor != 1:
             raise UnsupportedFeatureError(f"{what}: predictor {_enum_name(page.predictor)}.")
     lengths = counts.copy()
@@ -468,8 +478,10 @@ def _jpeg_codecs(
         int(page.photometric), int(page.planarconfig), tuple(page.extrasamples), bool(page.is_jfif)
     )
     rows, width = seg[1], seg[2]
-    edge = [page.imagelength - (math.ceil(page.imagelength / rows) - 1) * rows,
-            page.imagewidth - (math.ceil(page.imagewidth / width) - 1) * width]  # fmt: skip
+    edge = [
+        page.imagelength - (math.ceil(page.imagelength / rows) - 1) * rows,
+        page.imagewidth - (math.ceil(page.imagewidth / width) - 1) * width,
+    ]
     tables = page.jpegtables
     config = {
         "shape": [rows, width, _samples(page)],
