@@ -7,7 +7,9 @@ Layers, bottom to top: ``errors`` and the data model (``manifests``) -> ``attrib
 * nothing in ``virtualizarr.manifests`` imports a module above the model;
 * writers do not import the API;
 * no import cycles, counting imports inside functions (they only hide a cycle);
-* no private name (``_x``) imported from another module.
+* no private name (``_x``) imported from another module;
+* only ``virtualizarr.io`` imports obstore (listing, reading, writing and the stores
+  themselves go through it, so its errors are translated in one place).
 
 Imports under ``if TYPE_CHECKING:`` are ignored: they never run.
 """
@@ -201,3 +203,19 @@ def test_no_private_names_across_modules() -> None:
             found |= {(mod, module, n) for n in names if n.startswith("_")}
     assert found - PENDING_PRIVATE == set(), sorted(found - PENDING_PRIVATE)
     assert found >= PENDING_PRIVATE, f"fixed, drop from PENDING_PRIVATE: {PENDING_PRIVATE - found}"
+
+
+def test_only_io_imports_obstore() -> None:
+    found = sorted(
+        (mod, module)
+        for mod, path in MODULES.items()
+        if not _under(mod, ("virtualizarr.io",))
+        for module, _ in _imports(path)
+        if module == "obstore" or module.startswith("obstore.")
+    )
+    assert found == [], f"obstore imported outside virtualizarr.io: {found}"
+    # and the check does see obstore where it is imported
+    assert any(
+        m == "obstore" or m.startswith("obstore.")
+        for m, _ in _imports(MODULES["virtualizarr.io.objects"])
+    )

@@ -11,9 +11,11 @@ __all__ = [
     "CodecNotSupportedError",
     "CorruptFileError",
     "InvalidManifestError",
+    "ListingNotSupportedError",
     "ManifestConcatError",
     "NEEDS_VALUES_HINT",
     "NeedsValuesError",
+    "ObjectStoreError",
     "ParserError",
     "SourceChangedError",
     "SourceReadError",
@@ -84,6 +86,16 @@ class SourceChangedError(ChunkReadError):
 
 class SourceReadError(VirtualiZarrError, OSError):
     """Raised when bytes of a source file cannot be fetched (after retrying transient failures)."""
+
+
+class ObjectStoreError(VirtualiZarrError, OSError):
+    """Raised when an object store fails to list, write, copy or delete (after retrying
+    transient failures); the message names the URL. Missing objects and refused access are
+    ``FileNotFoundError`` and ``PermissionError`` instead."""
+
+
+class ListingNotSupportedError(UnsupportedFeatureError):
+    """Raised when a URL's object store cannot list its objects (a plain HTTP server)."""
 
 
 class WriterError(VirtualiZarrError, ValueError):

@@ -89,6 +89,23 @@ def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def _glob_match(parts: list[str], pats: list[str]) -> bool:
+    """Whether URL segments ``parts`` match glob segments ``pats`` as ``glob.glob(...,
+    recursive=True)`` matches local paths: ``*``, ``?`` and ``[...]`` within one segment,
+    a ``**`` segment across any number of them.
+
+    >>> _glob_match("s3://b/d/sub/x.nc".split("/"), "s3://b/d/*.nc".split("/"))
+    False
+    >>> _glob_match("s3://b/d/sub/x.nc".split("/"), "s3://b/**/*.nc".split("/"))
+    True
+    """
+    if not pats:
+        return not parts
+    if pats[0] == "**":
+        return any(_glob_match(parts[k:], pats[1:]) for k in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], pats[0]) and _glob_match(parts[1:], pats[1:])
+
+
 def expand_paths(
     paths: str | os.PathLike[str] | Sequence[Any], registry: ObjectStoreRegistry | None = None
 ) -> list[Any]:
@@ -112,7 +129,8 @@ def expand_paths(
         base = head[: head.rfind("/") + 1]
         names, _ = list_objects(base, registry)  # errors name the URL listed
         urls = (base.rstrip("/") + "/" + name for name in names)
-        found = sorted(u for u in urls if fnmatchcase(u, paths))
+        pats = paths.split("/")
+        found = sorted(u for u in urls if _glob_match(u.split("/"), pats))
     if not found:
         raise FileNotFoundError(f"No files match {paths!r}")
     return found

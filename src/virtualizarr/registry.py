@@ -43,22 +43,9 @@ def split_url(url: str) -> tuple[str, str, list[str]]:
 
 
 def _default_store(scheme: str, netloc: str) -> ObjectStore:
-    from obstore.store import HTTPStore, LocalStore, from_url
+    from virtualizarr.io.stores import default_store  # io makes every obstore store
 
-    if scheme == "file":
-        return LocalStore()
-    if scheme in ("http", "https"):
-        # obstore refuses plain-HTTP URLs unless told otherwise; the URL itself says http
-        return HTTPStore.from_url(
-            f"{scheme}://{netloc}", client_options={"allow_http": scheme == "http"}
-        )
-    if scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"):
-        anonymous = not (os.environ.get("AWS_ACCESS_KEY_ID") and scheme.startswith("s3"))
-        return from_url(f"{scheme}://{netloc}", skip_signature=anonymous)
-    raise ValueError(
-        f"No object store is registered for {scheme}://{netloc} and none can be made by default; "
-        "register one: ObjectStoreRegistry({'" + f"{scheme}://{netloc}" + "': store})."
-    )
+    return default_store(scheme, netloc)
 
 
 class ObjectStoreRegistry:

@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-from virtualizarr.errors import SourceChangedError, SourceReadError
+from virtualizarr.errors import ObjectStoreError, SourceChangedError, SourceReadError
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.manifests.sources import SourceRecord
 
@@ -264,20 +264,24 @@ def _is_transient(e: BaseException) -> bool:
 
 
 def translate_error(e: BaseException, url: str, what: str = "read") -> OSError:
-    """An obstore error as ours: FileNotFoundError/PermissionError/SourceReadError naming ``url``."""
+    """An obstore error as ours, naming ``url``: FileNotFoundError, PermissionError, or
+    SourceReadError (a read; ObjectStoreError for a listing, write, copy or delete)."""
     from obstore.exceptions import (
+        NotFoundError,
         PermissionDeniedError,
         PreconditionError,
         UnauthenticatedError,
     )
 
     first = str(e).split("\n", 1)[0]
-    if isinstance(e, FileNotFoundError):
+    if isinstance(e, (FileNotFoundError, NotFoundError)):
         return FileNotFoundError(f"Cannot {what} {url}: no such file or object ({first})")
     if isinstance(e, (PermissionDeniedError, UnauthenticatedError, PermissionError)):
         return PermissionError(f"Cannot {what} {url}: access denied ({type(e).__name__}: {first})")
     if isinstance(e, PreconditionError):
         return SourceChangedError(f"{url} changed while it was being read ({first})")
+    if what != "read":  # a listing, write, copy or delete
+        return ObjectStoreError(f"Cannot {what} {url}: {type(e).__name__}: {first}")
     return SourceReadError(f"Cannot {what} {url}: {type(e).__name__}: {first}")
 
 
@@ -288,14 +292,22 @@ def obstore_errors() -> tuple[type[BaseException], ...]:
     return (BaseError, OSError, ValueError)
 
 
-def _with_retries(call: Any, url: str, what: str) -> Any:
+def with_retries(call: Any, url: str, what: str = "read", retries: int | None = None) -> Any:
+    """``call()``, retried with backoff after transient failures (connection errors, 5xx;
+    ``RETRIES`` times unless ``retries`` says); an obstore error raised as
+    :func:`translate_error` makes it, naming ``url``."""
+    return _with_retries(call, url, what, retries)
+
+
+def _with_retries(call: Any, url: str, what: str, retries: int | None = None) -> Any:
+    retries = RETRIES if retries is None else retries  # read now: tests and users tune it
     errors = obstore_errors()
     delay = BACKOFF
-    for attempt in range(RETRIES + 1):
+    for attempt in range(retries + 1):
         try:
             return call()
         except errors as e:
-            if attempt == RETRIES or not _is_transient(e):
+            if attempt == retries or not _is_transient(e):
                 raise translate_error(e, url, what) from e
         time.sleep(delay)
         delay *= 2

@@ -259,8 +259,7 @@ def _inline_small(
     small = refs & (m.lengths <= threshold)
     if not small.any():
         return m
-    import obstore
-
+    from virtualizarr.io.objects import read_ranges
     from virtualizarr.registry import ObjectStoreRegistry
 
     registry = registry or ObjectStoreRegistry()
@@ -273,12 +272,11 @@ def _inline_small(
         datas = [b""] * len(starts)
         if nonempty.any():
             url = str(table[int(pid)])  # a path: only path ids are "small" references
-            store, key = registry.resolve(url)
             try:
-                got = obstore.get_ranges(
-                    store, key, starts=starts[nonempty].tolist(), lengths=lengths[nonempty].tolist()
+                got = read_ranges(
+                    url, starts[nonempty].tolist(), lengths[nonempty].tolist(), registry
                 )
-            except Exception as e:  # obstore has its own error hierarchy
+            except OSError as e:  # names the URL (virtualizarr.io translates)
                 raise WriterError(f"Cannot read chunks of {url} to inline them: {e}") from e
             for i, got_bytes in zip(np.flatnonzero(nonempty), got):
                 datas[i] = bytes(got_bytes)

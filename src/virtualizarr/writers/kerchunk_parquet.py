@@ -189,25 +189,25 @@ def _write_remote(
     A failure while staging leaves the previous references untouched; only the final copy
     (server-side, one request per file) can interleave old and new files.
     """
-    import obstore
-
+    from virtualizarr.io.objects import copy_object, delete_objects, list_objects
     from virtualizarr.registry import ObjectStoreRegistry
 
     registry = registry or ObjectStoreRegistry()
     staging = f"{url}.tmp-{uuid.uuid4().hex[:12]}"
-    store, stage_key = registry.resolve(staging)
-    _, final_key = registry.resolve(url)
     written: list[str] = []
     try:
         for rel, data in parts:
             put_object(f"{staging}/{rel}", data, registry)
             written.append(rel)
-        old = [o["path"] for batch in obstore.list(store, prefix=final_key + "/") for o in batch]
-        for rel in written:  # .zmetadata last: a new set is announced once its files exist
-            obstore.copy(store, f"{stage_key}/{rel}", f"{final_key}/{rel}")
-        stale = set(old) - {f"{final_key}/{rel}" for rel in written}
-        if stale:
-            obstore.delete(store, sorted(stale))
+        try:
+            old, _ = list_objects(url, registry)
+            for rel in written:  # .zmetadata last: a new set is announced once its files exist
+                copy_object(f"{staging}/{rel}", f"{url}/{rel}", registry)
+            stale = set(old) - set(written)
+            if stale:
+                delete_objects([f"{url}/{rel}" for rel in sorted(stale)], registry)
+        except OSError as e:  # names the URL (virtualizarr.io translates obstore's errors)
+            raise WriterError(str(e)) from e
     finally:
         if written:
-            obstore.delete(store, [f"{stage_key}/{rel}" for rel in written])
+            delete_objects([f"{staging}/{rel}" for rel in written], registry)

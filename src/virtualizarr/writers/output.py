@@ -40,12 +40,9 @@ def temp_name(path: str) -> str:
 
 def put_object(url: str, data: bytes, registry: ObjectStoreRegistry | None) -> None:
     """Write ``data`` to the object at ``url`` through the registry's store."""
-    import obstore
+    from virtualizarr.io import objects
 
-    from virtualizarr.registry import ObjectStoreRegistry
-
-    store, key = (registry or ObjectStoreRegistry()).resolve(url)
     try:
-        obstore.put(store, key, data)
-    except Exception as e:  # obstore has its own error hierarchy
-        raise WriterError(f"Cannot write {url}: {type(e).__name__}: {e}") from e
+        objects.put_object(url, data, registry)
+    except OSError as e:  # names the URL (virtualizarr.io translates obstore's errors)
+        raise WriterError(str(e)) from e

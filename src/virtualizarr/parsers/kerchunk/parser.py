@@ -26,6 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import (
     InvalidManifestError,
+    ListingNotSupportedError,
     ParserError,
     UnsupportedFeatureError,
     VirtualiZarrError,
@@ -145,15 +146,12 @@ def _read_object(url: str, registry: ObjectStoreRegistry) -> bytes:
 
 def _exists(url: str, registry: ObjectStoreRegistry) -> bool:
     """Whether anything is stored under the prefix ``url`` (one listing)."""
-    import obstore
+    from virtualizarr.io.objects import any_object
 
     try:
-        store, key = registry.resolve(url)
-        for batch in obstore.list(store, prefix=key.strip("/") + "/", chunk_size=1):
-            return bool(batch)
-    except Exception:  # noqa: BLE001  (stores that cannot list: assume it is there)
+        return any_object(url, registry)
+    except (ListingNotSupportedError, OSError, ValueError):  # cannot list: assume it is there
         return True
-    return False
 
 
 def _loads(data: bytes, where: str) -> Any:
@@ -423,19 +421,18 @@ class _ParquetChunks:
 
     def _record_files(self, path: str) -> set[int] | None:
         """Numbers of the ``refs.<i>.parq`` files of ``path`` (one listing), if the store lists."""
-        import obstore
+        from virtualizarr.io.objects import list_objects
 
         try:
-            store, key = self.registry.resolve(f"{self.base}/{path}")
-            found: set[int] = set()
-            for batch in obstore.list(store, prefix=key.strip("/") + "/", chunk_size=10_000):
-                for meta in batch:
-                    name = meta["path"].rsplit("/", 1)[-1]
-                    num = name[5:-5] if name.startswith("refs.") and name.endswith(".parq") else ""
-                    if num.isdecimal():
-                        found.add(int(num))
-        except Exception:  # noqa: BLE001  (HTTP and other stores that cannot list)
+            names, _ = list_objects(f"{self.base}/{path}", self.registry)
+        except (ListingNotSupportedError, OSError):  # HTTP and other stores that cannot list
             return None
+        found: set[int] = set()
+        for full in names:
+            name = full.rsplit("/", 1)[-1]
+            num = name[5:-5] if name.startswith("refs.") and name.endswith(".parq") else ""
+            if num.isdecimal():
+                found.add(int(num))
         return found
 
 

@@ -7,18 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualizarr.errors import ParserError, UnsupportedFeatureError
+from virtualizarr.errors import ListingNotSupportedError, ParserError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
     from virtualizarr.registry import ObjectStoreRegistry
 
 __all__ = ["ZarrSource"]
-
-
-def _is_not_found(e: Exception) -> bool:
-    from obstore.exceptions import NotFoundError
-
-    return isinstance(e, (NotFoundError, FileNotFoundError))
 
 
 class ZarrSource:
@@ -32,6 +26,7 @@ class ZarrSource:
 
     def __init__(self, registry: ObjectStoreRegistry, root_url: str) -> None:
         self.root_url = root_url.rstrip("/")
+        self.registry = registry
         self.store, self.root_key = registry.resolve(self.root_url)
         self.root_key = self.root_key.strip("/")
 
@@ -45,14 +40,14 @@ class ZarrSource:
 
     def get_json(self, path: str) -> dict[str, Any] | None:
         """The JSON object stored at ``path``, or None if there is no such object."""
-        import obstore
+        from virtualizarr.io.objects import get_object
 
         try:
-            raw = obstore.get(self.store, self.key(path)).bytes()
-        except Exception as e:
-            if _is_not_found(e):
-                return None
-            raise ParserError(f"Cannot read {self.url(path)}: {type(e).__name__}: {e}") from e
+            raw = get_object(self.url(path), self.registry)
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # already names the URL (virtualizarr.io translates)
+            raise ParserError(str(e)) from e
         try:
             # NaN/Infinity are not JSON but zarr-python writes them in fill values/attributes
             doc = json.loads(bytes(raw))
@@ -66,40 +61,29 @@ class ZarrSource:
 
     def list_children(self, path: str) -> list[str]:
         """Names of the sub-prefixes directly below ``path`` (candidate child nodes)."""
-        import obstore
+        from virtualizarr.io.objects import list_children
 
-        key = self.key(path)
         try:
-            result = obstore.list_with_delimiter(self.store, prefix=key or None)
-        except Exception as e:
-            raise self._list_error(path, e) from e
-        cut = len(key) + 1 if key else 0
-        return sorted(p[cut:].rstrip("/") for p in result["common_prefixes"])
+            return list_children(self.url(path), self.registry)
+        except ListingNotSupportedError as e:
+            raise self._unsupported(path) from e
+        except OSError as e:
+            raise ParserError(str(e)) from e
 
     def list_objects(self, path: str) -> tuple[list[str], np.ndarray]:
         """Keys (relative to ``path``) and sizes of every object below ``path``."""
-        import obstore
+        from virtualizarr.io.objects import list_objects
 
-        key = self.key(path)
-        cut = len(key) + 1 if key else 0
-        keys: list[str] = []
-        sizes: list[int] = []
         try:
-            for batch in obstore.list(self.store, prefix=key or None, chunk_size=10_000):
-                keys.extend(m["path"][cut:] for m in batch)
-                sizes.extend(m["size"] for m in batch)
-        except Exception as e:
-            raise self._list_error(path, e) from e
-        return keys, np.array(sizes, dtype=np.uint64)
+            return list_objects(self.url(path), self.registry)
+        except ListingNotSupportedError as e:
+            raise self._unsupported(path) from e
+        except OSError as e:
+            raise ParserError(str(e)) from e
 
-    def _list_error(self, path: str, e: Exception) -> Exception:
-        from obstore.exceptions import NotSupportedError
-        from obstore.store import HTTPStore
-
-        if isinstance(e, NotSupportedError) or isinstance(self.store, HTTPStore):
-            return UnsupportedFeatureError(
-                f"Cannot list {self.url(path)}: its object store does not support listing "
-                f"({type(self.store).__name__}), and chunk sizes come from listings. Serve the "
-                "store from an object store that can list (S3, GCS, Azure, local)."
-            )
-        return ParserError(f"Cannot list {self.url(path)}: {type(e).__name__}: {e}")
+    def _unsupported(self, path: str) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(
+            f"Cannot list {self.url(path)}: its object store does not support listing "
+            f"({type(self.store).__name__}), and chunk sizes come from listings. Serve the "
+            "store from an object store that can list (S3, GCS, Azure, local)."
+        )
