@@ -51,8 +51,16 @@ _DTYPES = {
 }  # fmt: skip
 _OTHER_TYPES = {"String", "URL", "Structure", "Sequence", "Opaque", "Enum"}
 # HDF5 dimension-scale and netCDF-4 bookkeeping: not data attributes
-_HIDDEN_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "_Netcdf4Dimid",
-                 "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}  # fmt: skip
+_HIDDEN_ATTRS = {
+    "CLASS",
+    "NAME",
+    "REFERENCE_LIST",
+    "DIMENSION_LIST",
+    "_Netcdf4Dimid",
+    "_Netcdf4Coordinates",
+    "_nc3_strict",
+    "_NCProperties",
+}
 _SUPPORTED_FILTERS = ("deflate", "shuffle", "fletcher32")
 
 
@@ -207,9 +215,14 @@ def _parse_variable(elem: ET.Element, tag: str, path: str, ctx: _Context) -> Man
             )
         fill = 0 if dtype.kind != "S" else b""
     meta = create_v3_array_metadata(
-        shape=shape, data_type=dtype, chunk_shape=chunk_shape, fill_value=fill, codecs=codecs,
-        attributes=attrs, dimension_names=names,
-    )  # fmt: skip
+        shape=shape,
+        data_type=dtype,
+        chunk_shape=chunk_shape,
+        fill_value=fill,
+        codecs=codecs,
+        attributes=attrs,
+        dimension_names=names,
+    )
     return ManifestArray(meta, manifest)
 
 
@@ -264,9 +277,14 @@ def _codecs(
 
 
 def _manifest(
-    chunks: ET.Element, shape: list[int], chunk_shape: tuple[int, ...], dtype: np.dtype,
-    filtered: bool, path: str, ctx: _Context,
-) -> ChunkManifest:  # fmt: skip
+    chunks: ET.Element,
+    shape: list[int],
+    chunk_shape: tuple[int, ...],
+    dtype: np.dtype,
+    filtered: bool,
+    path: str,
+    ctx: _Context,
+) -> ChunkManifest:
     grid = tuple(-(-s // c) for s, c in zip(shape, chunk_shape))  # exact for huge sizes
     elems = chunks.findall(f"{DMRPP}chunk")
     try:  # before anything of the grid's size is allocated
