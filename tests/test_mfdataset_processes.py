@@ -96,3 +96,31 @@ def test_pool_forks_a_fresh_process_not_one_with_an_io_runtime(tmp_path: Path) -
         timeout=300,
     )
     assert out.stdout.split() == ["fork", "forkserver"], out.stderr
+
+
+_WITH_PROGRESS_BAR = """
+import sys
+from tests.test_mfdataset import STEPS, write_file
+import virtualizarr.mfdataset as mf
+from virtualizarr import open_virtual_mfdataset
+paths = [f"{sys.argv[1]}/f{i}.nc" for i in range(3)]
+for i, p in enumerate(paths):
+    write_file(p, i)
+ds = open_virtual_mfdataset(paths, parallel="processes", progress=True)
+assert ds.sizes["time"] == 3 * STEPS
+print(mf._POOL._mp_context.get_start_method())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is chosen on Linux only")
+def test_pool_forked_before_the_progress_bar_starts_its_thread(tmp_path: Path) -> None:
+    pytest.importorskip("tqdm")
+    out = subprocess.run(
+        [sys.executable, "-c", _WITH_PROGRESS_BAR, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.stdout.split() == ["fork"], out.stderr

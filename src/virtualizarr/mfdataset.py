@@ -440,6 +440,13 @@ def _shared_pool() -> ProcessPoolExecutor:
     return _POOL
 
 
+def _prestart_pool(parallel: Any) -> None:
+    """Start the kept process pool now if ``parallel`` will use it: before the progress
+    bar, whose monitor thread would otherwise make forking unsafe (see :func:`_process_pool`)."""
+    if parallel == "processes" or (parallel == "dask" and _default_client() is None):
+        _shared_pool()
+
+
 def _is_client(obj: Any) -> bool:
     mod = type(obj).__module__ or ""
     return mod.startswith("distributed") and hasattr(obj, "map") and hasattr(obj, "gather")
@@ -1164,6 +1171,7 @@ def open_virtual_mfdataset(
     col: Collector | None = None
     datasets: list[Any] = []  # with preprocess= only
     failed: dict[str, str] = {}
+    _prestart_pool(parallel)
     bar = _progress(len(items), progress)
     try:
         for batch in _run(items, job, parallel, bar):
