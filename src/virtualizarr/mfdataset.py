@@ -15,8 +15,10 @@ one ``xr.open_mfdataset`` gives for the same files and options.
 Files are parsed in batches (many files per task), so the client does no scheduler work
 per file. Each worker collects its batch into a :class:`Collector` (stacked grids, the
 batch's path table, each distinct metadata once) and the client merges batches with a few
-numpy operations each. With ``parallel="processes"`` the client also parses batches that
-no worker has started, and the process pool is kept for the session.
+numpy operations each. With ``parallel="processes"`` the process pool is kept for the
+session and forked when that is safe, so workers start at once with the client's imports;
+the client parses batches itself only until the first one comes back (a fork server's
+start-up), then waits, leaving the cores to the workers.
 """
 
 from __future__ import annotations
