@@ -73,10 +73,13 @@ def make_file(kind: str, n: int, filtered: bool) -> Path:
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w", libver=libver) as f:
         d = f.create_dataset(
-            "x", shape=shape, chunks=chunks, dtype="i4",
+            "x",
+            shape=shape,
+            chunks=chunks,
+            dtype="i4",
             maxshape=shape if maxshape == "shape" else maxshape,
             compression="gzip" if filtered else None,
-        )  # fmt: skip
+        )
         raw = np.int32(7).tobytes()
         data = zlib.compress(raw) if filtered else raw
         for i in range(n):
@@ -91,11 +94,16 @@ def ours(path: Path, verify: bool) -> Callable[[], tuple[int, int]]:
         d = f["x"]
         layout = layout_of(d, path.read_bytes(), sb)
         kw: dict[str, Any] = {
-            "shape": d.shape, "maxshape": d.maxshape, "dtype_size": 4,
-            "filtered": d.compression is not None, "sizeof_offsets": sb.sizeof_offsets,
-            "sizeof_lengths": sb.sizeof_lengths, "where": str(path), "btree1_k": sb.btree_k,
+            "shape": d.shape,
+            "maxshape": d.maxshape,
+            "dtype_size": 4,
+            "filtered": d.compression is not None,
+            "sizeof_offsets": sb.sizeof_offsets,
+            "sizeof_lengths": sb.sizeof_lengths,
+            "where": str(path),
+            "btree1_k": sb.btree_k,
             "verify_checksums": verify,
-        }  # fmt: skip
+        }
 
     def run() -> tuple[int, int]:
         src = Pread(path)
@@ -137,8 +145,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=140_160)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'index':26s} {'chunks':>8s} {'ours s':>8s} {'no cksum':>9s} {'batches':>8s} "
-          f"{'h5py s':>8s} {'speed-up':>9s}")  # fmt: skip
+    print(
+        f"{'index':26s} {'chunks':>8s} {'ours s':>8s} {'no cksum':>9s} {'batches':>8s} "
+        f"{'h5py s':>8s} {'speed-up':>9s}"
+    )
     for kind in KINDS:
         for filtered in (False, True):
             path = make_file(kind, args.chunks, filtered)
@@ -147,8 +157,10 @@ def main() -> None:
             t_h5py, n2, _ = time_it(floor(path), args.repeat)
             assert n == n2, (kind, n, n2)
             name = f"{kind}{' (gzip)' if filtered else ''}"
-            print(f"{name:26s} {n:8d} {t_ours:8.3f} {t_fast:9.3f} {batches:8d} {t_h5py:8.3f} "
-                  f"{t_h5py / t_ours:8.1f}x")  # fmt: skip
+            print(
+                f"{name:26s} {n:8d} {t_ours:8.3f} {t_fast:9.3f} {batches:8d} {t_h5py:8.3f} "
+                f"{t_h5py / t_ours:8.1f}x"
+            )
 
 
 if __name__ == "__main__":

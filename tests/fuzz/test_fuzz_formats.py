@@ -130,8 +130,13 @@ def _zarr_sources(tmp: Path) -> list[tuple[Path, list[str]]]:
 
     made = tmp / "made.zarr"
     root = zarr.open_group(str(made), mode="w", zarr_format=2)
-    a = root.create_array("a", shape=(10, 20), chunks=(5, 5), dtype="<f8",
-                          attributes={"_ARRAY_DIMENSIONS": ["y", "x"]})  # fmt: skip
+    a = root.create_array(
+        "a",
+        shape=(10, 20),
+        chunks=(5, 5),
+        dtype="<f8",
+        attributes={"_ARRAY_DIMENSIONS": ["y", "x"]},
+    )
     a[...] = np.arange(200.0).reshape(10, 20)
     stores = [made]
     if HAVE_REAL_DATA:

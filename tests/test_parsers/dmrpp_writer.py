@@ -46,11 +46,16 @@ def write_dmrpp(
     ET.register_namespace("dmrpp", DMRPP_NS)
     h5_path = Path(h5_path)
     with h5py.File(h5_path, "r") as f:
-        root = ET.Element(f"{{{DAP_NS}}}Dataset", {
-            "dapVersion": "4.0", "dmrVersion": "1.0", "name": h5_path.name,
-            f"{{{DMRPP_NS}}}href": href if href is not None else h5_path.resolve().as_uri(),
-            f"{{{DMRPP_NS}}}version": "3.21.0",
-        })  # fmt: skip
+        root = ET.Element(
+            f"{{{DAP_NS}}}Dataset",
+            {
+                "dapVersion": "4.0",
+                "dmrVersion": "1.0",
+                "name": h5_path.name,
+                f"{{{DMRPP_NS}}}href": href if href is not None else h5_path.resolve().as_uri(),
+                f"{{{DMRPP_NS}}}version": "3.21.0",
+            },
+        )
         _group(root, f, "", _Dims(f))
     text = '<?xml version="1.0" encoding="ISO-8859-1"?>\n' + ET.tostring(root, encoding="unicode")
     if out is not None:
@@ -164,9 +169,8 @@ def _dataset(parent: ET.Element, name: str, ds: h5py.Dataset, path: str, dims: _
         # DMR++ cannot say that a chunk skipped a filter; fine only where the parser rejects them
         assert info.filter_mask == 0 or not set(filters) <= {"deflate", "shuffle", "fletcher32"}
         pos = "[" + ",".join(map(str, info.chunk_offset)) + "]"
-        ET.SubElement(chunks, _q("dmrpp:chunk"), {
-            "offset": str(info.byte_offset), "nBytes": str(info.size), "chunkPositionInArray": pos,
-        })  # fmt: skip
+        at = {"offset": str(info.byte_offset), "nBytes": str(info.size)}
+        ET.SubElement(chunks, _q("dmrpp:chunk"), {**at, "chunkPositionInArray": pos})
 
     ds.id.chunk_iter(add)
 

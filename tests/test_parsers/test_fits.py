@@ -202,18 +202,30 @@ def test_pseudo_unsigned_and_offset_columns_read_as_astropy_reads_them(tmp_path:
     n = 9
     u = {k: np.iinfo(k) for k in ("u2", "u4", "u8")}
     cols = [
-        fits.Column(name="u16", format="I", bzero=32768,
-                    array=np.array([0, 1, u["u2"].max, 32768, 7, 32767, 2, 3, 4], "u2")),
-        fits.Column(name="u32", format="2J", bzero=2**31,
-                    array=RNG.integers(0, u["u4"].max, size=(n, 2), endpoint=True, dtype="u4")),
-        fits.Column(name="u64", format="K", bzero=2**63,
-                    array=np.array([0, 1, u["u8"].max, 2**63, 2**63 - 1, 5, 6, 7, 8], "u8")),
+        fits.Column(
+            name="u16",
+            format="I",
+            bzero=32768,
+            array=np.array([0, 1, u["u2"].max, 32768, 7, 32767, 2, 3, 4], "u2"),
+        ),
+        fits.Column(
+            name="u32",
+            format="2J",
+            bzero=2**31,
+            array=RNG.integers(0, u["u4"].max, size=(n, 2), endpoint=True, dtype="u4"),
+        ),
+        fits.Column(
+            name="u64",
+            format="K",
+            bzero=2**63,
+            array=np.array([0, 1, u["u8"].max, 2**63, 2**63 - 1, 5, 6, 7, 8], "u8"),
+        ),
         fits.Column(name="b", format="B", bzero=-128, array=np.arange(n, dtype="i1") - 4),
         fits.Column(name="jd", format="D", bzero=2450868.5, array=2450868.5 + RNG.random(n)),
         fits.Column(name="jd32", format="E", bzero=2450868.5, array=2450868.5 + np.arange(n) / 7),
         fits.Column(name="j", format="J", bzero=100, array=np.arange(n) + 100),
         fits.Column(name="unul", format="I", bzero=32768, null=0, array=np.arange(n, dtype="u2")),
-    ]  # fmt: skip
+    ]
     path = tmp_path / "tz.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="T")]).writeto(path)
     store = parse(path, max_chunk_bytes=64)  # several row blocks
@@ -320,8 +332,13 @@ def test_tile_compressed_images(
         data = RNG.integers(0, 200, size=(35, 24)).astype(dtype)
     path = tmp_path / "comp.fits"
     kwargs = {} if tile is None else {"tile_shape": tile}
-    hdu = fits.CompImageHDU(data, compression_type=algorithm, quantize_level=0.0 if data.dtype.kind == "f" else 16,
-                            name="IMG", **kwargs)  # fmt: skip
+    hdu = fits.CompImageHDU(
+        data,
+        compression_type=algorithm,
+        quantize_level=0.0 if data.dtype.kind == "f" else 16,
+        name="IMG",
+        **kwargs,
+    )
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
     store = parse(path)
     with fits.open(path) as ref:

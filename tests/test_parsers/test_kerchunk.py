@@ -60,10 +60,19 @@ def write_json(path: Path, doc: dict) -> str:
 
 
 def zarray(shape, chunks, dtype="<i4", fill=None, compressor=None, filters=None, sep=".") -> str:
-    return json.dumps({
-        "zarr_format": 2, "shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": fill,
-        "order": "C", "compressor": compressor, "filters": filters, "dimension_separator": sep,
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "zarr_format": 2,
+            "shape": shape,
+            "chunks": chunks,
+            "dtype": dtype,
+            "fill_value": fill,
+            "order": "C",
+            "compressor": compressor,
+            "filters": filters,
+            "dimension_separator": sep,
+        }
+    )
 
 
 def dims(*names: str) -> str:
@@ -95,9 +104,15 @@ def test_round_trip_values_equal_source(nc_file: Path, tmp_path: Path, fmt: str)
 def test_round_trip_keeps_manifest(tmp_path: Path) -> None:
     data = np.arange(60, dtype="<f8").reshape(6, 10)
     arr = virtual_array(
-        tmp_path / "a.bin", data, (4, 3), inline=[(1, 2)], missing=[(0, 1)], fill_value=np.nan,
-        dimension_names=("y", "x"), attributes={"units": "m", "_FillValue": np.nan},
-    )  # fmt: skip
+        tmp_path / "a.bin",
+        data,
+        (4, 3),
+        inline=[(1, 2)],
+        missing=[(0, 1)],
+        fill_value=np.nan,
+        dimension_names=("y", "x"),
+        attributes={"units": "m", "_FillValue": np.nan},
+    )
     ds = xr.Dataset({"a": xr.Variable(("y", "x"), arr, {"units": "m", "_FillValue": np.nan})})
     for fmt, parser in (("json", KerchunkJSONParser()), ("parquet", KerchunkParquetParser())):
         to_kerchunk(ds, tmp_path / f"r.{fmt}", format=fmt, record_size=5)
@@ -176,10 +191,16 @@ def _gt_vars(rel: str) -> dict:
 
 
 KERCHUNK_HDF5 = [
-    "netcdf4_hdf5/air.nc", "netcdf4_hdf5/basin_mask.nc", "netcdf4_hdf5/test_gold.nc",
-    "netcdf4_hdf5/issue671.nc", "netcdf4_hdf5/hdf5_mini_shuffle_zstd.h5", "netcdf4_hdf5/hdf5_mali_chunk.h5",
-    "netcdf4_hdf5/hdf5_mini_blosc.h5", "netcdf4_hdf5/ref_groups.h5", "netcdf4_hdf5/20171025_2056.Cloud_Top_Height.nc",
-]  # fmt: skip
+    "netcdf4_hdf5/air.nc",
+    "netcdf4_hdf5/basin_mask.nc",
+    "netcdf4_hdf5/test_gold.nc",
+    "netcdf4_hdf5/issue671.nc",
+    "netcdf4_hdf5/hdf5_mini_shuffle_zstd.h5",
+    "netcdf4_hdf5/hdf5_mali_chunk.h5",
+    "netcdf4_hdf5/hdf5_mini_blosc.h5",
+    "netcdf4_hdf5/ref_groups.h5",
+    "netcdf4_hdf5/20171025_2056.Cloud_Top_Height.nc",
+]
 
 
 @requires_real_data
@@ -251,13 +272,22 @@ def test_templates_gen_whole_file_and_inline(tmp_path: Path) -> None:
         "version": 1,
         "templates": {"u": str(p.parent)},
         "refs": {
-            ".zgroup": '{"zarr_format":2}', "a/.zarray": zarray([12], [3], "<i2"), "a/.zattrs": dims("x"),
+            ".zgroup": '{"zarr_format":2}',
+            "a/.zarray": zarray([12], [3], "<i2"),
+            "a/.zattrs": dims("x"),
             "a/0": "base64:" + base64.b64encode(data[:3].tobytes()).decode(),
             "a/3": ["{{u}}/last.bin"],
         },
-        "gen": [{"key": "a/{{i}}", "url": "{{u}}/d.bin", "offset": "{{4 + i * 6}}", "length": "6",
-                 "dimensions": {"i": {"start": 1, "stop": 3}}}],
-    }  # fmt: skip
+        "gen": [
+            {
+                "key": "a/{{i}}",
+                "url": "{{u}}/d.bin",
+                "offset": "{{4 + i * 6}}",
+                "length": "6",
+                "dimensions": {"i": {"start": 1, "stop": 3}},
+            }
+        ],
+    }
     store = KerchunkJSONParser()(write_json(tmp_path / "t.json", doc), REG)
     np.testing.assert_array_equal(raw_arrays(store)["a"], data)
     m = store.group["a"].manifest
@@ -344,8 +374,11 @@ def test_errors_name_variable(tmp_path: Path) -> None:
     }
     with pytest.raises(ParserError, match=r"v/7.*outside the chunk grid"):
         KerchunkJSONParser()(write_json(tmp_path / "k.json", bad_key), REG)
-    odd = {".zgroup": '{"zarr_format":2}', "v/.zattrs": dims("x"),
-           "v/.zarray": zarray([4], [2], compressor={"id": "no-such-codec"})}  # fmt: skip
+    odd = {
+        ".zgroup": '{"zarr_format":2}',
+        "v/.zattrs": dims("x"),
+        "v/.zarray": zarray([4], [2], compressor={"id": "no-such-codec"}),
+    }
     with pytest.raises(CodecNotSupportedError, match=r"'v'.*no-such-codec.*drop_variables"):
         KerchunkJSONParser()(write_json(tmp_path / "c.json", odd), REG)
     neg = {

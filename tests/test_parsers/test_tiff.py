@@ -129,8 +129,9 @@ def test_strips_with_short_last_strip(
     # 50 rows in strips of 8: the last strip holds 2 rows
     data = image((50, 33, 3), "uint16")
     path = tmp_path / "strips.tif"
-    tifffile.imwrite(path, data, rowsperstrip=8, compression=compression, byteorder=byteorder,
-                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(
+        path, data, rowsperstrip=8, compression=compression, byteorder=byteorder, photometric="rgb"
+    )
     store = assert_same_as_tifffile(path)
     assert store.group.arrays["0"].chunks == (8, 33, 3)
     if compression:
@@ -166,8 +167,9 @@ def test_uncompressed_short_last_strip_read_whole(tmp_path: Path) -> None:
 def test_tiles_with_partial_edges(tmp_path: Path, planar: str, compression: str | None) -> None:
     data = image((3, 70, 45), "uint8") if planar == "separate" else image((70, 45, 3), "uint8")
     path = tmp_path / "tiles.tif"
-    tifffile.imwrite(path, data, tile=(32, 16), planarconfig=planar, compression=compression,
-                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(
+        path, data, tile=(32, 16), planarconfig=planar, compression=compression, photometric="rgb"
+    )
     store = assert_same_as_tifffile(path)
     arr = store.group.arrays["0"]
     assert arr.chunks == ((1, 32, 16) if planar == "separate" else (32, 16, 3))
@@ -181,8 +183,16 @@ def test_tiles_with_partial_edges(tmp_path: Path, planar: str, compression: str 
 def test_horizontal_predictor(tmp_path: Path, dtype: str, byteorder: str) -> None:
     data = image((40, 30, 2), dtype)
     path = tmp_path / "pred.tif"
-    tifffile.imwrite(path, data, predictor=True, compression="zlib", rowsperstrip=16,
-                     byteorder=byteorder, photometric="minisblack", planarconfig="contig")  # fmt: skip
+    tifffile.imwrite(
+        path,
+        data,
+        predictor=True,
+        compression="zlib",
+        rowsperstrip=16,
+        byteorder=byteorder,
+        photometric="minisblack",
+        planarconfig="contig",
+    )
     store = assert_same_as_tifffile(path)
     assert "numcodecs.imagecodecs_delta" in codec_names(store)
 
