@@ -22,9 +22,8 @@ SENTINEL = -1.2345e300  # a missingValue no field holds: where ecCodes returns i
 parse = parser_call(GRIBParser)
 
 
-def reference(message: bytes) -> np.ndarray:
-    """ecCodes' values of a (single-field) message, NaN where ecCodes returns its missingValue."""
-    h = eccodes.codes_new_from_message(message)
+def released_values(h: Any) -> np.ndarray:
+    """ecCodes' values of the field of handle ``h`` (then released), NaN where it says missing."""
     try:
         eccodes.codes_set(h, "missingValue", SENTINEL)
         values = eccodes.codes_get_values(h)
@@ -32,6 +31,11 @@ def reference(message: bytes) -> np.ndarray:
         eccodes.codes_release(h)
     values[values == SENTINEL] = np.nan
     return values
+
+
+def reference(message: bytes) -> np.ndarray:
+    """ecCodes' values of a (single-field) message, NaN where ecCodes returns its missingValue."""
+    return released_values(eccodes.codes_new_from_message(message))
 
 
 def read_chunks(store: ManifestStore) -> dict[tuple[int, int], np.ndarray]:
@@ -212,13 +216,7 @@ def ecc_fields(path: Path) -> list[np.ndarray]:
     try:
         with open(path, "rb") as f:
             while (h := eccodes.codes_grib_new_from_file(f)) is not None:
-                try:
-                    eccodes.codes_set(h, "missingValue", SENTINEL)
-                    v = eccodes.codes_get_values(h)
-                finally:
-                    eccodes.codes_release(h)
-                v[v == SENTINEL] = np.nan
-                out.append(v)
+                out.append(released_values(h))
     finally:
         eccodes.codes_grib_multi_support_off()
     return out
