@@ -5,11 +5,16 @@ For each file: best-of-N seconds locally for both engines, then the same parse t
 server's request and byte counts, and whether our reader fell back to h5py (and why).
 
     python benchmarks/hdf5_reader.py [FILES...] [--runs 3] [--no-remote]
+    python benchmarks/hdf5_reader.py --per-file 200   # per-file costs only (see below)
 
 Default files: every real file in ``../shared/data/real/netcdf4_hdf5`` and the
 ``hdf5_virtualize.py`` benchmark files when they are cached in the temp folder.
 Targets (issue 11): 140,160 chunks <= 0.1 s locally, <= 1.0 s and <= 12 MB remotely;
 a 5 MB netCDF-4 file in <= 4 requests; ref_hdf5_compat1.nc (2,001 datasets) <= 0.3 s.
+
+``--per-file N``: ms per file (wall and CPU) of our reader, the h5py engine and kerchunk on
+ref_hdf5_compat1.nc and on N small NetCDF4 files made as benchmarks/many_files.py makes them,
+with the load average (issue 13: a small file's whole open_virtual_mfdataset <= 3.5 ms).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -106,6 +112,77 @@ def threads_rows(files: list[Path], threads: int, base: str | None) -> None:
             )
 
 
+def _small_files(n: int) -> list[Path]:
+    """``n`` small NetCDF4 files as benchmarks/many_files.py makes them (4 variables, 16
+    zlib chunks; copies of one file with their own time values), in the temp folder."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "many_files", Path(__file__).with_name("many_files.py")
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    many_files = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(many_files)
+    folder = Path(tempfile.gettempdir()) / "virtualizarr-bench" / "hdf5_reader_small"
+    return many_files.make_files(folder, n)
+
+
+def _kerchunk(url: str) -> None:
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        SingleHdf5ToZarr(url.removeprefix("file://")).translate()
+
+
+def _timed(paths: list[Path], one: object, runs: int, warm: bool = True) -> tuple[float, float]:
+    """Best of ``runs`` passes over ``paths``: (wall, CPU) ms per file."""
+    urls = [f"file://{p}" for p in paths]
+    for u in urls[:2] if warm else ():
+        one(u)  # type: ignore[operator]  # warm: imports, page cache
+    walls, cpus = [], []
+    for _ in range(runs):
+        t, c = time.perf_counter(), time.process_time()
+        for u in urls:
+            one(u)  # type: ignore[operator]
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return min(walls) * 1e3 / len(urls), min(cpus) * 1e3 / len(urls)
+
+
+def per_file_rows(runs: int, small_files: int) -> None:
+    """Per-file cost of parsing (issues 11 and 13): the 2,001-dataset ref_hdf5_compat1.nc and
+    small NetCDF4 files, ms per file (wall / CPU, best of ``runs``) for our reader, the h5py
+    engine and kerchunk, with the load average (a shared machine inflates wall times).
+    Targets: ref_hdf5_compat1.nc <= 300 ms; a small file's whole open_virtual_mfdataset
+    <= 3.5 ms, of which the parse is a part."""
+    from virtualizarr.registry import ObjectStoreRegistry
+
+    registry = ObjectStoreRegistry()
+    rows = []
+    compat = SHARED / "data/real/netcdf4_hdf5/ref_hdf5_compat1.nc"
+    if compat.exists():
+        rows.append(("ref_hdf5_compat1.nc (2,001 datasets)", [compat]))
+    rows.append((f"small NetCDF4 x{small_files} (4 vars, 16 chunks)", _small_files(small_files)))
+    print(f"\nper file, ms (wall / CPU, best of {runs}); load average {os.getloadavg()}")
+    print(f"{'file':40} {'own':>17} {'h5py':>17} {'kerchunk':>17}")
+    for name, paths in rows:
+        cells = []
+        for one in (
+            lambda u: parse(u, "own", registry),
+            lambda u: parse(u, "h5py", registry),
+            _kerchunk,
+        ):
+            if one is _kerchunk and len(paths) == 1:  # ~40 s for the 2,001 datasets: once
+                wall, cpu = _timed(paths, one, 1, warm=False)
+            else:
+                wall, cpu = _timed(paths, one, runs)
+            cells.append(f"{wall:>8.1f} /{cpu:>7.1f}")
+        print(f"{name[:40]:40} " + " ".join(f"{c:>17}" for c in cells), flush=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
@@ -116,7 +193,17 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=0, help="also time 8 parses serially vs this many threads"
     )
+    ap.add_argument(
+        "--per-file",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the per-file rows: ref_hdf5_compat1.nc and N small NetCDF4 files",
+    )
     args = ap.parse_args()
+    if args.per_file:
+        per_file_rows(args.runs, args.per_file)
+        return
     files = [p.resolve() for p in (args.files or default_files())]
 
     from virtualizarr.registry import ObjectStoreRegistry
