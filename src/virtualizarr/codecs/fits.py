@@ -19,7 +19,9 @@
   stored in several parts (AIPS splits ``DATE`` in two): the float64 sum of each part's
   ``value * PSCALn + PZEROn``, as astropy's ``GroupData.par()`` returns it.
 
-All are registered with zarr (v3) and numcodecs (v2, same id) through entry points.
+All are registered with zarr (v3) and numcodecs (v2, same id) through entry points. Their
+configuration is numcodecs' default ``get_config``: the public attributes, which
+``__init__`` sets from the arguments of the same names, in order.
 
 >>> import numpy as np
 >>> RecordField(record_size=3, offset=1, size=2, records=2).decode(b"abcdef")
@@ -111,18 +113,6 @@ class FitsTile(Codec):
         self.blocksize, self.bytepix, self.smooth = int(blocksize), int(bytepix), int(smooth)
         self.itemsize = None if itemsize is None else int(itemsize)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "id": self.codec_id,
-            "algorithm": self.algorithm,
-            "shape": self.shape,
-            "dtype": self.dtype,
-            "blocksize": self.blocksize,
-            "bytepix": self.bytepix,
-            "smooth": self.smooth,
-            "itemsize": self.itemsize,
-        }
-
     def _stored_dtype(self, nbytes: int) -> np.dtype:
         """Big-endian type of GZIP/NOCOMPRESS values (as astropy/CFITSIO pick it)."""
         out = np.dtype(self.dtype)
@@ -204,15 +194,6 @@ class RecordField(Codec):
                 f"field [{offset}, {offset} + {size}) is not inside a {record_size}-byte record"
             )
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "id": self.codec_id,
-            "record_size": self.record_size,
-            "offset": self.offset,
-            "size": self.size,
-            "records": self.records,
-        }
-
     def decode(self, buf: Any, out: Any = None) -> Any:
         recs = _records(buf, self.record_size, self.records)
         res = np.zeros((self.records, self.size), dtype=np.uint8)
@@ -240,9 +221,6 @@ class SignFlip(Codec):
         self.itemsize = int(itemsize)
         if self.itemsize not in (1, 2, 4, 8):
             raise ValueError(f"itemsize must be 1, 2, 4 or 8, not {itemsize}")
-
-    def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "itemsize": self.itemsize}
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         data = _u8(buf).copy()
@@ -287,17 +265,6 @@ class GroupParam(Codec):
             raise ValueError(
                 f"fields {offsets} of {dtype} are not inside a {record_size}-byte record"
             )
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "id": self.codec_id,
-            "record_size": self.record_size,
-            "records": self.records,
-            "dtype": self.dtype,
-            "offsets": self.offsets,
-            "scales": self.scales,
-            "zeros": self.zeros,
-        }
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         recs = _records(buf, self.record_size, self.records)
