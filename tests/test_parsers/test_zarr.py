@@ -38,6 +38,13 @@ pytestmark = [
 parse = parser_call(ZarrParser)
 
 
+def parse_skipping(path: Path) -> tuple[ManifestStore, list[str]]:
+    """Parse a store some of whose arrays are skipped: the store, and the warnings' sorted texts."""
+    with pytest.warns(VariableSkippedWarning) as record:
+        store = parse(path)
+    return store, sorted(str(w.message) for w in record)
+
+
 def arrays_of(group: zarr.Group) -> dict[str, np.ndarray]:
     """Every array below ``group`` by path, read in full."""
     return {path: arr[...] for path, arr in _walk(group, "")}
@@ -394,9 +401,7 @@ def test_v2_codecs_v3_cannot_express_are_skipped(tmp_path: Path) -> None:
         tmp_path / "s.zarr/order/.zarray",
         filters=[{"id": "shuffle", "elementsize": 4}, {"id": "delta", "dtype": "<i4"}],
     )
-    with pytest.warns(VariableSkippedWarning) as record:
-        store = parse(tmp_path / "s.zarr")
-    messages = sorted(str(w.message) for w in record)
+    store, messages = parse_skipping(tmp_path / "s.zarr")
     assert "'order' of Zarr store" in messages[0]
     assert "'delta' works on arrays but follows a bytes filter" in messages[0]
     assert "'unknown' of Zarr store" in messages[1]
@@ -564,9 +569,7 @@ def test_v3_unknown_codec_and_storage_transformer_are_skipped(tmp_path: Path) ->
     _set_json(
         tmp_path / "s.zarr/b/zarr.json", storage_transformers=[{"name": "chunk-manifest-json"}]
     )
-    with pytest.warns(VariableSkippedWarning) as record:
-        store = parse(tmp_path / "s.zarr")
-    messages = sorted(str(w.message) for w in record)
+    store, messages = parse_skipping(tmp_path / "s.zarr")
     assert "'a' of Zarr store" in messages[0]
     assert "not.a.codec" in messages[0]
     assert "'b' of Zarr store" in messages[1]
