@@ -1,4 +1,4 @@
-"""What the remote benchmarks share: the latency server on a free loopback port.
+"""What the benchmarks share: timing a call, and the latency server on a free loopback port.
 
 ``../shared/tools/latency_server.py`` serves a folder with Range support, waits
 ``latency_ms`` before each response and sends at ``mbps``; ``GET /__stats`` returns and
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -25,6 +26,23 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 REAL = SHARED / "data" / "real"
 SERVER = SHARED / "tools" / "latency_server.py"
+
+
+def timings[T](fn: Callable[[], T], repeat: int, *, warm: bool = True) -> tuple[list[float], T]:
+    """Seconds of each of ``repeat`` calls of ``fn`` (after one untimed call when ``warm``:
+    imports, caches), and the last call's result.
+
+    >>> times, _ = timings(lambda: sum(range(100)), 3)
+    >>> len(times)
+    3
+    """
+    result = fn() if warm else None
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return times, result  # type: ignore[return-value]  # repeat >= 1
 
 
 def free_port() -> int:

@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from _support import timings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -131,12 +132,8 @@ def floor(path: Path) -> Callable[[], tuple[int, int]]:
 
 
 def time_it(fn: Callable[[], tuple[int, int]], repeat: int) -> tuple[float, int, int]:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n, batches = fn()
-        times.append(time.perf_counter() - t0)
+    """Median seconds (after a warm-up call), chunks and batches."""
+    times, (n, batches) = timings(fn, repeat)
     return statistics.median(times), n, batches
 
 

@@ -18,13 +18,13 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from _support import timings
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from virtualizarr.manifests.metadata import create_v3_array_metadata
 from virtualizarr.writers.kerchunk import to_kerchunk
@@ -63,12 +63,8 @@ def make_dataset() -> xr.Dataset:
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of ``repeat`` calls (no warm-up call)."""
+    return statistics.median(timings(fn, repeat, warm=False)[0])
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from _support import timings
 from virtualizarr.parsers.netcdf3 import NetCDF3Parser, parse_header
 from virtualizarr.registry import ObjectStoreRegistry
 from virtualizarr.testing.ground_truth import real_file
@@ -24,13 +24,7 @@ from virtualizarr.testing.ground_truth import real_file
 
 def best_ms(func: Callable[[], object], repeat: int) -> float:
     """Best wall time of ``repeat`` calls, in milliseconds (after one warm-up call)."""
-    func()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000
+    return min(timings(func, repeat)[0]) * 1000
 
 
 def synthetic_file(directory: Path, n_vars: int = 367) -> Path:
