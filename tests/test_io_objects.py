@@ -165,3 +165,33 @@ def test_writer_put_failure_is_a_writer_error(s3_server: S3Server) -> None:
     reg = ObjectStoreRegistry({f"s3://{name}": s3_server.store(name)})
     with pytest.raises(WriterError, match=f"Cannot write s3://{name}/refs.json"):
         writer_put(f"s3://{name}/refs.json", b"{}", reg)
+
+
+def test_parquet_references_written_to_s3_and_rewritten(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The parquet writer stages, copies and deletes through io.objects: a second write with
+    bigger records leaves no stale record file and no staging prefix, and reads back."""
+    import h5py
+    import xarray as xr
+
+    import virtualizarr as vz
+    from virtualizarr.parsers.kerchunk import KerchunkParquetParser
+
+    nc = tmp_path / "a.nc"
+    values = np.arange(24 * 10, dtype="f4").reshape(24, 10)
+    with h5py.File(nc, "w") as f:
+        f.create_dataset("v", data=values, chunks=(2, 10))
+    ds = vz.open_virtual_dataset(str(nc), loadable_variables=[])
+    bucket = s3_server.make_bucket()
+    reg = ObjectStoreRegistry({f"s3://{bucket}": s3_server.store(bucket)})
+    url = f"s3://{bucket}/refs/out.parq"
+    ds.vz.to_kerchunk(url, format="parquet", registry=reg, record_size=3)  # 4 record files
+    first, _ = list_objects(url, reg)
+    assert "v/refs.3.parq" in first
+    ds.vz.to_kerchunk(url, format="parquet", registry=reg, record_size=12)  # 1 record file
+    names, _ = list_objects(f"s3://{bucket}", reg)
+    assert sorted(names) == ["refs/out.parq/.zmetadata", "refs/out.parq/v/refs.0.parq"]
+    store = KerchunkParquetParser()(url, reg)
+    got = xr.open_zarr(store, consolidated=False, zarr_format=3)
+    np.testing.assert_array_equal(got["v"].values, values)
