@@ -50,9 +50,9 @@ class Rounds:
         self.count = 0
         original = source.RemoteSource._fetch
 
-        def fetch(src: Any, gaps: list[tuple[int, int]]) -> None:
+        def fetch(src: Any, gaps: list[tuple[int, int]], *args: Any) -> None:
             self.count += 1
-            original(src, gaps)
+            original(src, gaps, *args)
 
         source.RemoteSource._fetch = fetch  # type: ignore[method-assign]
 

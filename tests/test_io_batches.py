@@ -4,15 +4,18 @@ requests, bytes and round trips a remote HDF5 chunk index costs (a real loopback
 from __future__ import annotations
 
 import http.server
+import itertools
 import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from tests.conftest import HTTPServer
 from virtualizarr.io import open_source
 from virtualizarr.io import source as io_source
 
@@ -133,20 +136,210 @@ def test_max_in_flight_must_be_positive(counting: tuple[str, type[_Counting]]) -
         open_source(url, max_in_flight=0)
 
 
-def test_bounded_runner_keeps_order_and_limit() -> None:
-    lock = threading.Lock()
-    state = {"now": 0, "most": 0}
+# -- a tree fetched in one batch: each node's children asked for as soon as it arrives ------
 
-    def fn(a: int, b: int) -> int:
-        with lock:
-            state["now"] += 1
-            state["most"] = max(state["most"], state["now"])
-        time.sleep(0.002)
-        with lock:
-            state["now"] -= 1
-        return a * b
 
-    items = [[i, 2] for i in range(50)]
-    assert io_source._run_bounded(fn, items, 3) == [2 * i for i in range(50)]
-    assert 1 <= state["most"] <= 3
-    assert io_source._run_bounded(fn, [[5, 5]], 10) == [25]
+def _tree_file(fanout: int, levels: int, spacing: int) -> tuple[bytes, list[list[int]]]:
+    """A file of nodes: 8-byte level, 8-byte child count, the children's offsets (uint64);
+    nodes ``spacing`` bytes apart, level by level. Returns the bytes and each level's nodes."""
+    tiers: list[list[int]] = [[0]]
+    for _ in range(levels - 1):
+        tiers.append([0] * (len(tiers[-1]) * fanout))
+    pos = 2 * MiB
+    for tier in tiers:
+        for i in range(len(tier)):
+            tier[i] = pos
+            pos += spacing
+    data = bytearray(pos + spacing)
+    for depth, tier in enumerate(tiers[:-1]):
+        for i, node in enumerate(tier):
+            kids = tiers[depth + 1][i * fanout : (i + 1) * fanout]
+            head = np.array([levels - 1 - depth, len(kids), *kids], np.uint64).tobytes()
+            data[node : node + len(head)] = head
+    return bytes(data), tiers
+
+
+def _children(node_bytes: int) -> io_source.Expand:
+    def expand(offset: int, data: bytes) -> list[tuple[int, int]]:
+        level, n = np.frombuffer(data[:16], np.uint64)
+        if level == 0:
+            return []
+        kids = np.frombuffer(data, np.uint64, count=int(n), offset=16)
+        return [(int(k), node_bytes) for k in kids]
+
+    return expand
+
+
+def test_read_many_expand_fetches_a_tree_in_one_batch(
+    counting: tuple[str, type[_Counting]],
+) -> None:
+    url, h = counting
+    h.data, tiers = _tree_file(fanout=4, levels=3, spacing=100_000)
+    with open_source(url, whole_below=0, merge_gap=0) as src:
+        assert src.expands
+        before = src.stats.requests
+        [root] = src.read_many([(tiers[0][0], 64)], expand=_children(64))
+        assert np.frombuffer(root[:16], np.uint64).tolist() == [2, 4]
+        # every node below the root came with it, one request each, no byte twice
+        nodes = sum(len(t) for t in tiers)
+        assert src.stats.requests - before == nodes
+        assert sorted(h.ranges[1:]) == sorted((a, a + 64) for t in tiers for a in t)
+        # reading the levels now costs nothing
+        for tier in tiers[1:]:
+            assert src.read_many([(a, 64) for a in tier]) == [h.data[a : a + 64] for a in tier]
+        assert src.stats.requests - before == nodes
+
+
+def test_read_many_expand_does_not_wait_for_the_whole_level(
+    counting: tuple[str, type[_Counting]],
+) -> None:
+    """The server answers the second node of level 1 only once a child of the first was
+    asked for: a reader that waited for the whole level before the next would hang."""
+    url, h = counting
+    h.data, tiers = _tree_file(fanout=2, levels=3, spacing=100_000)
+    slow, child_of_fast = tiers[1][1], tiers[2][0]
+    released = threading.Event()
+    original = _Counting.do_GET
+
+    def do_get(self: _Counting) -> None:
+        m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        start = int(m.group(1)) if m else -1
+        if start == child_of_fast:
+            released.set()
+        if start == slow:
+            released.wait(timeout=10)
+        original(self)
+
+    h.do_GET = do_get  # type: ignore[method-assign]
+    with open_source(url, whole_below=0, merge_gap=0) as src:
+        t0 = time.perf_counter()
+        src.read_many([(tiers[0][0], 64)], expand=_children(64))
+        assert released.is_set()
+        assert time.perf_counter() - t0 < 5
+        assert src.stats.requests == 1 + 7
+
+
+def test_read_many_expand_merges_within_the_batch_budget(
+    counting: tuple[str, type[_Counting]],
+) -> None:
+    """Children close together are joined, but the joins of the whole tree cost at most
+    ``max(wanted, merge_gap)`` bytes, like one batch (not that much per node)."""
+    url, h = counting
+    h.data, tiers = _tree_file(fanout=16, levels=3, spacing=20_000)
+    with open_source(url, whole_below=0, merge_gap=64 << 10) as src:
+        src.read_many([(tiers[0][0], 2096)], expand=_children(2096))
+        nodes = sum(len(t) for t in tiers)
+        wanted = nodes * 2096
+        fetched = src.stats.bytes - io_source.HEAD_BYTES
+        assert wanted <= fetched <= wanted + max(wanted, 64 << 10)
+        assert src.stats.requests - 1 < nodes  # some joined
+        # no byte twice
+        got = sorted(h.ranges[1:])
+        assert all(b <= c for (_, b), (c, _) in itertools.pairwise(got))
+
+
+def test_local_source_ignores_expand(tmp_path: Path) -> None:
+    data, tiers = _tree_file(fanout=2, levels=2, spacing=1000)
+    path = tmp_path / "tree.bin"
+    path.write_bytes(data)
+    calls: list[int] = []
+
+    def expand(offset: int, chunk: bytes) -> list[tuple[int, int]]:
+        calls.append(offset)
+        return []
+
+    with open_source(str(path)) as src:
+        assert not src.expands
+        assert src.read_many([(tiers[0][0], 64)], expand=expand) == [data[tiers[0][0] :][:64]]
+    assert calls == []
+
+
+# -- a remote HDF5 chunk index: the whole v1 B-tree in one batch after the head ----------------
+
+
+def _btree_levels(path: Path) -> list[list[tuple[int, int]]]:
+    """The ranges our reader reads to walk the dataset ``v``'s v1 B-tree, level by level
+    (read locally)."""
+    import h5py
+
+    from virtualizarr.parsers.hdf5.layout import parse_layout_message, read_chunk_index
+    from virtualizarr.parsers.hdf5.object_header import LAYOUT, read_headers
+    from virtualizarr.parsers.hdf5.superblock import H5File, read_superblock
+
+    with h5py.File(path, "r") as f:
+        address = h5py.h5o.get_info(f["v"].id).addr
+        shape = f["v"].shape
+    asked: list[list[tuple[int, int]]] = []
+
+    class Recording:
+        def __init__(self, src: io_source.ByteSource) -> None:
+            self.src, self.size = src, src.size
+
+        def read(self, offset: int, length: int) -> bytes:
+            return self.src.read(offset, length)
+
+        def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+            asked.append(list(ranges))
+            return self.src.read_many(ranges)
+
+    with open_source(str(path)) as src:
+        f5 = H5File(src, str(path))
+        sb = read_superblock(f5)
+        [hdr] = read_headers(f5, [address])
+        layout = parse_layout_message(
+            hdr.find(LAYOUT).body, sizeof_offsets=f5.so, sizeof_lengths=f5.sl, ndim=1, where="v"
+        )
+        read_chunk_index(
+            Recording(src), layout, shape=shape, dtype_size=4, filtered=False,
+            sizeof_offsets=f5.so, sizeof_lengths=f5.sl, where="v", btree1_k=sb.indexed_storage_k,
+        )  # fmt: skip
+    return asked
+
+
+def test_remote_v1_btree_of_three_levels_comes_in_one_batch(
+    http_server: HTTPServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import h5py
+
+    import virtualizarr as vz
+
+    path = http_server.mkdir() / "three_levels.h5"
+    with h5py.File(path, "w") as f:  # libver earliest: a v1 B-tree of 10,000 chunks of 100 B
+        f.create_dataset("v", data=np.arange(250_000, dtype="f4"), chunks=(25,))
+    levels = _btree_levels(path)
+    assert [len(lv) for lv in levels[:2]] == [1, 3]  # a root, 3 nodes, then the leaves
+    assert len(levels) == 3
+    head = 16 << 10
+    outside = [(a, n) for lv in levels for a, n in lv if a + n > head]
+    assert len(outside) > 150  # nearly all past the head
+    monkeypatch.setattr(io_source, "HEAD_BYTES", head)
+    monkeypatch.setattr(io_source, "WHOLE_BELOW", 0)
+    monkeypatch.setattr(io_source, "WHOLE_REST_BELOW", 0)
+    batches: list[int] = []
+    original = io_source.RemoteSource._fetch
+
+    def fetch(src: io_source.RemoteSource, gaps: list[tuple[int, int]], *args: object) -> None:
+        batches.append(len(gaps))
+        original(src, gaps, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(io_source.RemoteSource, "_fetch", fetch)
+    name = "/" + path.relative_to(http_server.root).as_posix()
+    before = len(http_server.requests)
+    with caplog.at_level("INFO", logger="virtualizarr"):
+        ds = vz.open_virtual_dataset(http_server.url_for(path), loadable_variables=[])
+    assert "read with h5py" not in caplog.text  # our reader, not the fallback
+    got = [(r, m) for m, p, r in http_server.requests[before:] if p == name]
+    # the head, then one batch: the root (in the head) expands to the rest of the tree
+    assert len(batches) == 1
+    wanted = sum(n for _, n in outside)
+    fetched = sum(int(r.split("-")[1]) - int(r[6:].split("-")[0]) + 1 for r, _ in got[1:])
+    assert wanted <= fetched <= wanted + max(wanted, 256 << 10)
+    assert len(got) - 1 <= len(outside)
+    # and the manifest is h5py's
+    manifest = ds["v"].data.manifest
+    with h5py.File(path, "r") as f:
+        infos: list = []
+        f["v"].id.chunk_iter(infos.append)
+    assert len(manifest) == len(infos) == 10_000
+    offsets = np.sort(np.asarray(manifest._offsets).reshape(-1))
+    assert offsets.tolist() == sorted(i.byte_offset for i in infos)

@@ -37,11 +37,12 @@ from __future__ import annotations
 import bisect
 import io
 import os
+import queue
 import stat
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -72,6 +73,9 @@ __all__ = [
     "remember",
     "total_stats",
 ]
+
+Expand = Callable[[int, bytes], Iterable[tuple[int, int]]]
+"""``expand(offset, data) -> ranges`` of :meth:`ByteSource.read_many`: what to read next."""
 
 HEAD_BYTES = 1 << 20
 """Bytes of a remote file fetched by the first request (the whole file if smaller)."""
@@ -428,8 +432,19 @@ class ByteSource:
         """``length`` bytes from ``offset`` (fewer at the end of the file, none past it)."""
         raise NotImplementedError
 
-    def read_many(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
-        """Many ``(offset, length)`` ranges at once; each as :meth:`read` would return it."""
+    expands = False
+    """Whether :meth:`read_many` fetches what ``expand`` asks for ahead (remote sources)."""
+
+    def read_many(
+        self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
+    ) -> list[bytes]:
+        """Many ``(offset, length)`` ranges at once; each as :meth:`read` would return it.
+
+        ``expand(offset, data)``, if given, may return more ``(offset, length)`` ranges
+        that will be read next (the children of a tree node): a remote source calls it as
+        each range arrives and fetches those in the same batch, into its cache, calling
+        ``expand`` on them in turn; a local source ignores it (reading is cheap).
+        """
         raise NotImplementedError
 
     def as_file(self) -> io.RawIOBase:
@@ -509,7 +524,9 @@ class LocalSource(ByteSource):
         lo, hi = _clip(offset, length, self.size)
         return self._pread(lo, hi) if hi > lo else b""
 
-    def read_many(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+    def read_many(
+        self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
+    ) -> list[bytes]:
         return [self.read(o, n) for o, n in ranges]
 
     def as_file(self) -> io.RawIOBase:
@@ -523,6 +540,8 @@ class LocalSource(ByteSource):
 
 class RemoteSource(ByteSource):
     """An object in an object store, behind a sparse cache of the bytes fetched so far."""
+
+    expands = True
 
     def __init__(
         self,
@@ -639,25 +658,34 @@ class RemoteSource(ByteSource):
             i += 1
         return b"".join(parts)
 
-    def _merge(self, gaps: list[tuple[int, int]]) -> list[list[int]]:
-        """Join neighbouring ``gaps`` into fewer requests, within a byte budget.
+    def _merge(
+        self,
+        gaps: list[tuple[int, int]],
+        budget: int | None = None,
+        flying: _Intervals | None = None,
+    ) -> tuple[list[list[int]], int]:
+        """Join neighbouring ``gaps`` into fewer requests, within a byte budget; returns
+        the requests and the bytes between gaps they fetch.
 
         Two gaps are joined across the bytes between them only if those are missing too
-        (no byte is fetched twice) and closer than ``merge_gap``. Gaps of at most
-        ``SMALL_GAP`` always join; then the smallest in-between spans, while their sum
-        stays within ``max(wanted bytes, merge_gap)``: a batch never costs more than twice
-        its bytes, so metadata spread between data (a B-tree node every few chunks)
-        comes without the data, in concurrent requests.
+        (not cached, not being fetched by ``flying`` requests: no byte is fetched twice)
+        and closer than ``merge_gap``. Gaps of at most ``SMALL_GAP`` always join; then the
+        smallest in-between spans, while their sum stays within ``budget`` (default
+        ``max(wanted bytes, merge_gap)``): a batch never costs more than twice its bytes,
+        so metadata spread between data (a B-tree node every few chunks) comes without
+        the data, in concurrent requests.
         """
         if len(gaps) < 2:
-            return [list(g) for g in gaps]
+            return [list(g) for g in gaps], 0
         between = [gaps[i + 1][0] - gaps[i][1] for i in range(len(gaps) - 1)]
         ok = [
             g <= self.merge_gap
             and (g == 0 or self._gaps(gaps[i][1], gaps[i + 1][0]) == [(gaps[i][1], gaps[i + 1][0])])
+            and (g == 0 or flying is None or not flying.overlaps(gaps[i][1], gaps[i + 1][0]))
             for i, g in enumerate(between)
         ]
-        budget = max(sum(b - a for a, b in gaps), self.merge_gap)
+        if budget is None:
+            budget = max(sum(b - a for a, b in gaps), self.merge_gap)
         join = [ok[i] and between[i] <= SMALL_GAP for i in range(len(between))]
         spent = sum(g for g, j in zip(between, join) if j)
         for i in sorted(range(len(between)), key=between.__getitem__):
@@ -673,31 +701,111 @@ class RemoteSource(ByteSource):
                 merged[-1][1] = b
             else:
                 merged.append([a, b])
-        return merged
+        return merged, spent
 
-    def _fetch(self, gaps: list[tuple[int, int]]) -> None:
-        """Fetch missing ``gaps`` (sorted, disjoint, uncached) concurrently, merging close ones."""
-        merged = self._merge(gaps)
+    def _get(self, a: int, b: int) -> tuple[int, memoryview]:
+        """One request for bytes ``a..b``: ``(first byte, data)``; size and ETag checked."""
+        data, first, size, etag = get_range_meta(self.store, self.key, self.url, a, b)
+        self._check(size, etag)
+        if first == 0 and a > 0 and len(data) >= b:  # the server sent the whole object
+            return a, data[a:b]
+        return first, data
 
-        def one(a: int, b: int) -> tuple[int, memoryview]:
-            data, first, size, etag = get_range_meta(self.store, self.key, self.url, a, b)
-            self._check(size, etag)
-            if first == 0 and a > 0 and len(data) >= b:  # the server sent the whole object
-                return a, data[a:b]
-            return first, data
+    def _land(self, a: int, b: int, first: int, data: memoryview) -> None:
+        """Cache the answer to the request for ``a..b`` (callers hold the lock)."""
+        self.stats.add(1, len(data))
+        if first != a or len(data) < b - a:
+            raise SourceReadError(
+                f"Cannot read {self.url}: asked for bytes {a}-{b}, got {len(data)} from {first} "
+                "(the object is shorter than it said)."
+            )
+        self._insert(a, data[: b - a])
 
-        if len(merged) == 1:
-            results = [one(*merged[0])]
-        else:
-            results = _run_bounded(one, merged, self.max_in_flight)
-        for (a, b), (first, data) in zip(merged, results):
-            self.stats.add(1, len(data))
-            if first != a or len(data) < b - a:
-                raise SourceReadError(
-                    f"Cannot read {self.url}: asked for bytes {a}-{b}, got {len(data)} from {first} "
-                    "(the object is shorter than it said)."
-                )
-            self._insert(a, data[: b - a])
+    def _fetch(
+        self,
+        gaps: list[tuple[int, int]],
+        expand: Expand | None = None,
+        ranges: list[tuple[int, int]] | None = None,
+    ) -> None:
+        """Fetch missing ``gaps`` (sorted, disjoint, uncached) concurrently, merging close ones.
+
+        With ``expand``, each of ``ranges`` is passed to ``expand(offset, data)`` as soon as
+        its bytes are in, and the ranges it returns are fetched in the same batch (and
+        expanded in turn): the next level of a tree starts while this one arrives. Their
+        joins share the batch's byte budget (``max(wanted, merge_gap)`` over the batch).
+        """
+        if expand is None:
+            merged, _ = self._merge(gaps)
+            if len(merged) == 1:
+                a, b = merged[0]
+                self._land(a, b, *self._get(a, b))
+                return
+        batch = _Batch(self._get, self.max_in_flight)
+        flying = _Intervals()
+        waiting: dict[int, list[int]] = {}  # request start -> waiters (indexes of spans)
+        spans: list[tuple[int, int]] = []
+        need: list[int] = []  # per waiter: its requests not landed yet
+        ready: list[int] = []
+        seen: set[tuple[int, int]] = set()
+        wanted = spent = 0
+
+        def submit(new: list[tuple[int, int]], budget: int | None) -> None:
+            nonlocal wanted, spent
+            wanted += sum(b - a for a, b in new)
+            merged, used = self._merge(new, budget, flying)
+            spent += used
+            for a, b in merged:
+                flying.add(a, b)
+                waiting[a] = []
+                batch.add(a, b)
+
+        def wait_for(found: list[tuple[int, int]]) -> None:
+            """Fetch what ``found`` misses and expand each range once it is in."""
+            found = sorted({r for r in found if r[1] > r[0] and r not in seen})
+            seen.update(found)
+            new: list[tuple[int, int]] = []
+            for lo, hi in found:
+                for a, b in flying.subtract(self._gaps(lo, hi)):
+                    if new and a <= new[-1][1]:
+                        new[-1] = (new[-1][0], max(new[-1][1], b))
+                    else:
+                        new.append((a, b))
+            if new:
+                cap = max(wanted + sum(b - a for a, b in new), self.merge_gap)
+                submit(new, max(cap - spent, 0))
+            for lo, hi in found:
+                starts = flying.overlapping(lo, hi)
+                spans.append((lo, hi))
+                need.append(len(starts))
+                for a in starts:
+                    waiting[a].append(len(spans) - 1)
+                if not starts:
+                    ready.append(len(spans) - 1)
+
+        try:
+            if gaps:
+                submit(gaps, None)
+            if expand is not None:
+                wait_for(list(ranges or []))
+            while True:
+                while ready:
+                    assert expand is not None
+                    lo, hi = spans[ready.pop()]
+                    more = expand(lo, self._assemble(lo, hi))
+                    wait_for([_clip(o, n, self.size) for o, n in more])
+                if not batch.outstanding:
+                    return
+                a, b, got, error = batch.next()
+                if error is not None:
+                    raise error
+                self._land(a, b, *got)
+                flying.remove(a)
+                for w in waiting.pop(a):
+                    need[w] -= 1
+                    if not need[w]:
+                        ready.append(w)
+        finally:
+            batch.stop()
 
     def _check(self, size: int | None, etag: str | None) -> None:
         if size is not None:
@@ -724,7 +832,9 @@ class RemoteSource(ByteSource):
                 self._fetch(gaps)
             return self._assemble(lo, hi)
 
-    def read_many(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+    def read_many(
+        self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
+    ) -> list[bytes]:
         clipped = [_clip(o, n, self.size) for o, n in ranges]
         with self._lock:
             gaps: list[tuple[int, int]] = []
@@ -736,9 +846,11 @@ class RemoteSource(ByteSource):
                         gaps[-1] = (gaps[-1][0], max(gaps[-1][1], b))
                     else:
                         gaps.append((a, b))
-            if gaps:
-                if self._whole_now():
-                    gaps = self._gaps(0, self.size)
+            if gaps and self._whole_now():
+                gaps = self._gaps(0, self.size)
+            if expand is not None:
+                self._fetch(gaps, expand, [r for r in clipped if r[1] > r[0]])
+            elif gaps:
                 self._fetch(gaps)
             return [self._assemble(lo, hi) for lo, hi in clipped]
 
@@ -760,34 +872,102 @@ class RemoteSource(ByteSource):
         _keep_recent(self)
 
 
-def _run_bounded(fn: Any, items: list[list[int]], limit: int) -> list[Any]:
-    """``[fn(*item) for item in items]`` on the I/O pool, at most ``limit`` at a time.
+class _Batch:
+    """Requests run on the I/O pool, at most ``limit`` at a time, answers in a queue.
 
-    ``min(limit, len(items))`` tasks each take the next item until none is left (no task
-    waits for another, so a full pool only delays them); the first error is raised.
+    The caller adds ``(a, b)`` requests at any time and takes ``(a, b, answer, error)``
+    tuples with :meth:`next`; up to ``limit`` pool tasks each run the next request until
+    none is left (no task waits for another, so a full pool only delays them). After an
+    error, or :meth:`stop`, no further request starts.
     """
-    results: list[Any] = [None] * len(items)
-    order = iter(range(len(items)))
-    lock = threading.Lock()
-    failed: list[Exception] = []
 
-    def worker() -> None:
-        while not failed:
-            with lock:
-                i = next(order, None)
-            if i is None:
-                return
+    def __init__(self, fn: Any, limit: int) -> None:
+        self.fn, self.limit = fn, limit
+        self.todo: deque[tuple[int, int]] = deque()
+        self.answers: queue.SimpleQueue[tuple[int, int, Any, Exception | None]] = (
+            queue.SimpleQueue()
+        )
+        self.lock = threading.Lock()
+        self.workers = 0
+        self.outstanding = 0  # added, not yet taken by next() (the caller's thread only)
+        self.stopped = False
+
+    def add(self, a: int, b: int) -> None:
+        with self.lock:
+            self.todo.append((a, b))
+            start = self.workers < self.limit
+            self.workers += start
+        self.outstanding += 1
+        if start:
+            io_pool().submit(self._work)
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                if self.stopped or not self.todo:
+                    self.workers -= 1
+                    return
+                a, b = self.todo.popleft()
             try:
-                results[i] = fn(*items[i])
-            except Exception as e:  # noqa: BLE001  (re-raised by the caller below)
-                failed.append(e)
+                self.answers.put((a, b, self.fn(a, b), None))
+            except Exception as e:  # noqa: BLE001  (handed to the caller, who raises it)
+                with self.lock:
+                    self.stopped = True
+                self.answers.put((a, b, None, e))
 
-    tasks = [io_pool().submit(worker) for _ in range(min(limit, len(items)))]
-    for t in tasks:
-        t.result()
-    if failed:
-        raise failed[0]
-    return results
+    def next(self) -> tuple[int, int, Any, Exception | None]:
+        self.outstanding -= 1
+        return self.answers.get()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+
+
+class _Intervals:
+    """Disjoint ``[a, b)`` intervals (the requests of a batch in flight), sorted."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def add(self, a: int, b: int) -> None:
+        i = bisect.bisect_left(self.starts, a)
+        self.starts.insert(i, a)
+        self.ends.insert(i, b)
+
+    def remove(self, a: int) -> None:
+        i = bisect.bisect_left(self.starts, a)
+        del self.starts[i], self.ends[i]
+
+    def overlapping(self, lo: int, hi: int) -> list[int]:
+        """Starts of the intervals that overlap ``[lo, hi)``."""
+        i = max(bisect.bisect_right(self.starts, lo) - 1, 0)
+        out = []
+        while i < len(self.starts) and self.starts[i] < hi:
+            if self.ends[i] > lo:
+                out.append(self.starts[i])
+            i += 1
+        return out
+
+    def overlaps(self, lo: int, hi: int) -> bool:
+        return bool(self.overlapping(lo, hi))
+
+    def subtract(self, gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The parts of ``gaps`` no interval covers."""
+        if not self.starts:
+            return gaps
+        out = []
+        for lo, hi in gaps:
+            pos = lo
+            for a in self.overlapping(lo, hi):
+                b = self.ends[bisect.bisect_left(self.starts, a)]
+                if a > pos:
+                    out.append((pos, a))
+                pos = max(pos, b)
+            if pos < hi:
+                out.append((pos, hi))
+        return out
 
 
 class SourceFile(io.RawIOBase):

@@ -5,14 +5,19 @@ A node is ``"TREE"``, type, level, entries used, left and right sibling addresse
 its element offset along every dimension (plus a trailing 0 for the element size
 dimension). Children of level-0 nodes are chunks, of higher levels nodes one level down.
 
-All the nodes of one level are fetched in one ``read_many`` (each node read at the size of
+All the nodes of one level are read in one ``read_many`` (each node read at the size of
 a full node, ``2 K`` entries, so one batch usually suffices) and decoded together with a
 numpy structured dtype; levels strictly decrease, so a cycle in the tree cannot loop.
+From a remote source the root's ``read_many`` fetches the whole tree: each node's children
+are asked for as soon as the node arrives (``expand``), so a tree of any depth costs one
+batch after the request that brought the root, and the levels are then read from the cache.
 
 >>> # read_btree1_chunks(ctx, root_address, ndims_stored=4, k=32)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,11 +66,16 @@ def read_btree1_chunks(
     expected_level: int | None = None
     visited = 0
     leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    # a remote reader fetches the whole tree with the root's batch, each node's children
+    # asked for as soon as it arrives (no wait for the rest of its level); the levels are
+    # then read, checked and decoded below from its cache
+    expand = _prefetcher(ctx, header, rec, key_size, capacity)
     while len(addresses):
         visited += len(addresses)
         if visited * header > ctx.file_size:
             raise corrupt(ctx, _STRUCTURE, root, "more nodes than the file can hold")
-        rows, capacity = _read_level(ctx, addresses, header, rec, key_size, capacity)
+        rows, capacity = _read_level(ctx, addresses, header, rec, key_size, capacity, expand)
+        expand = None
         ctx.check_signature(_STRUCTURE, rows, b"TREE", addresses)
         node_type = rows[:, 4]
         if (node_type != 1).any():
@@ -127,6 +137,44 @@ def read_btree1_chunks(
     return table
 
 
+def _prefetcher(
+    ctx: IndexContext, header: int, rec: np.dtype, key_size: int, capacity: int
+) -> Callable[[int, bytes], list[tuple[int, int]]]:
+    """``expand(address, node bytes)`` for ``read_many``: the ranges of a node's children,
+    as :func:`_read_level` will ask for them (none for a leaf).
+
+    Only a guess ahead of the checks: a node that does not look sound (signature, type,
+    a level other than one below its parent's) expands to nothing, and the level-by-level
+    read raises on it. Levels strictly decrease, so a cycle cannot loop.
+    """
+    node_bytes = header + capacity * rec.itemsize + key_size
+    levels: dict[int, int] = {}  # child address -> the level its parent says it has
+    limit = ctx.file_size // header  # no more nodes than the file can hold
+    calls = 0
+
+    def expand(address: int, data: bytes) -> list[tuple[int, int]]:
+        nonlocal calls
+        calls += 1
+        if calls > limit or len(data) < header or data[:4] != b"TREE" or data[4] != 1:
+            return []
+        level = data[5]
+        if level == 0 or level > _MAX_LEVEL or levels.get(address, level) != level:
+            return []
+        fits = (len(data) - header) // rec.itemsize
+        n = min(int.from_bytes(data[6:8], "little"), fits, capacity)
+        if n <= 0:
+            return []
+        children = np.frombuffer(data, rec, count=n, offset=header)["child"]
+        out = []
+        for child in children.tolist():
+            if child < ctx.file_size:  # the undefined address is larger
+                levels.setdefault(child, level - 1)
+                out.append((child, min(node_bytes, ctx.file_size - child)))
+        return out
+
+    return expand
+
+
 def _read_level(
     ctx: IndexContext,
     addresses: np.ndarray,
@@ -134,6 +182,7 @@ def _read_level(
     rec: np.dtype,
     key_size: int,
     capacity: int,
+    expand: Callable[[int, bytes], list[tuple[int, int]]] | None = None,
 ) -> tuple[np.ndarray, int]:
     """The nodes at ``addresses`` as ``(m, node_bytes)`` uint8, re-read larger if needed.
 
@@ -148,7 +197,7 @@ def _read_level(
         for a, n in ranges:
             if n < header:
                 raise corrupt(ctx, _STRUCTURE, a, "it lies past the end of the file")
-        rows = stack_rows(ctx.read_many(_STRUCTURE, ranges), node_bytes)
+        rows = stack_rows(ctx.read_many(_STRUCTURE, ranges, expand), node_bytes)
         used = np.ascontiguousarray(rows[:, 6:8]).view("<u2").reshape(-1).astype(np.int64)
         most = int(used.max()) if len(used) else 0
         if most > capacity:

@@ -166,13 +166,23 @@ class IndexContext:
             raise corrupt(self, structure, address, f"read {len(data)} of {length} bytes")
         return bytes(data) if not isinstance(data, bytes) else data
 
-    def read_many(self, structure: str, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Many ranges in one batch, each checked to be inside the file and complete."""
+    def read_many(
+        self, structure: str, ranges: list[tuple[int, int]], expand: Any = None
+    ) -> list[bytes]:
+        """Many ranges in one batch, each checked to be inside the file and complete.
+
+        ``expand`` goes to a reader that ``expands`` (a remote source: see
+        :meth:`virtualizarr.io.ByteSource.read_many`), so the next level of a tree is
+        fetched while this one arrives; other readers never see it.
+        """
         for address, length in ranges:
             self.check_range(structure, address, length)
         if not ranges:
             return []
-        out = self.reader.read_many(ranges)
+        if expand is not None and getattr(self.reader, "expands", False):
+            out = self.reader.read_many(ranges, expand=expand)
+        else:
+            out = self.reader.read_many(ranges)
         for (address, length), data in zip(ranges, out):
             if len(data) < length:
                 raise corrupt(self, structure, address, f"read {len(data)} of {length} bytes")

@@ -242,8 +242,20 @@ class Based:
     def read(self, offset: int, length: int) -> bytes:
         return self.source.read(offset + self.base, length)
 
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        return self.source.read_many([(o + self.base, n) for o, n in ranges])
+    @property
+    def expands(self) -> bool:
+        return bool(getattr(self.source, "expands", False))
+
+    def read_many(self, ranges: list[tuple[int, int]], expand: Any = None) -> list[bytes]:
+        moved = [(o + self.base, n) for o, n in ranges]
+        if expand is None:
+            return self.source.read_many(moved)
+        base = self.base
+
+        def shifted(offset: int, data: bytes) -> list[tuple[int, int]]:
+            return [(o + base, n) for o, n in expand(offset - base, data)]
+
+        return self.source.read_many(moved, expand=shifted)
 
 
 def unpack(fmt: str, data: bytes, offset: int = 0) -> tuple[Any, ...]:
