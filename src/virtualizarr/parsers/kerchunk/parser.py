@@ -281,8 +281,16 @@ class _Columns:
     inlined chunks), offsets, lengths, which references are whole files, and inlined bytes
     by position."""
 
-    def __init__(self, pos: np.ndarray, urls: list[str], ids: np.ndarray, offsets: np.ndarray,
-                 lengths: np.ndarray, whole: np.ndarray, inline: dict[int, bytes]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pos: np.ndarray,
+        urls: list[str],
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        whole: np.ndarray,
+        inline: dict[int, bytes],
+    ) -> None:
         self.pos, self.urls, self.ids = pos, urls, ids
         self.offsets, self.lengths, self.whole, self.inline = offsets, lengths, whole, inline
 
@@ -496,8 +504,14 @@ def _with_sources(store: ManifestStore, doc: Any) -> ManifestStore:
 
 
 class _Builder:
-    def __init__(self, opts: _Options, url: str, registry: ObjectStoreRegistry,
-                 meta: dict[str, Any], source: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        opts: _Options,
+        url: str,
+        registry: ObjectStoreRegistry,
+        meta: dict[str, Any],
+        source: Any,
+    ) -> None:
         self.opts, self.url, self.registry, self.source = opts, url, registry, source
         self.meta = meta
         root = opts.fs_root if opts.fs_root is not None else url.rsplit("/", 1)[0]
