@@ -301,9 +301,9 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _one(path: Any, job: _Job) -> Any:
+def _one(path: Any, job: _Job, registry: ObjectStoreRegistry) -> Any:
     options = {k: v for k, v in job.options.items() if k != "decode_times"}
-    part = virtualize_part(path, job.registry, job.parser, **options)
+    part = virtualize_part(path, registry, job.parser, **options)
     if job.preprocess is None:
         return part
     return job.preprocess(part.to_dataset(job.options.get("decode_times")))
@@ -316,13 +316,16 @@ def virtualize_batch(paths: Sequence[Any], start: int, job: _Job) -> _Batch:
     would repeat (a format error, a missing file); then it becomes a :class:`Failure`.
     """
     batch = _Batch(start, collector=Collector() if job.preprocess is None else None)
+    # without a registry, one for the batch: its default stores and resolved URLs are made
+    # once, not once per file
+    registry = job.registry if job.registry is not None else ObjectStoreRegistry()
     for i, path in enumerate(paths):
         attempt = 0
         batch.done += 1
         while True:
             attempt += 1
             try:
-                result = _one(path, job)
+                result = _one(path, job, registry)
             except Exception as e:  # noqa: BLE001  (any error of one file is reported, not fatal)
                 if attempt <= job.retries and not isinstance(e, _DETERMINISTIC):
                     continue
