@@ -111,7 +111,8 @@ WHOLE_AFTER_MISSES = 8
 """After this many cache misses of one source, a miss brings the rest of the file if that is
 at most ``WHOLE_REST_BELOW`` bytes: a parse that has already waited for 8 round trips is
 reading metadata scattered through the file, and the rest costs about 3 of them. The typical
-netCDF-4 file of ``benchmarks/remote.py`` (3 chunked variables) takes 7 misses."""
+netCDF-4 file of ``benchmarks/remote.py`` (3 chunked variables) takes 3 misses (its chunk
+indexes come in one batch, see :meth:`RemoteSource.read_many`)."""
 
 WHOLE_REST_BELOW = 16 << 20
 """The most bytes one late miss fetches to complete a file (``WHOLE_AFTER_MISSES``)."""
