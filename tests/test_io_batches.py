@@ -343,3 +343,41 @@ def test_remote_v1_btree_of_three_levels_comes_in_one_batch(
     assert len(manifest) == len(infos) == 10_000
     offsets = np.sort(np.asarray(manifest._offsets).reshape(-1))
     assert offsets.tolist() == sorted(i.byte_offset for i in infos)
+
+
+def test_remote_chunk_indexes_of_a_group_come_in_one_batch(
+    http_server: HTTPServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three chunked variables: their three v1 B-trees are fetched together (one batch),
+    not one variable and one level after another."""
+    import h5py
+
+    import virtualizarr as vz
+
+    path = http_server.mkdir() / "three_vars.h5"
+    with h5py.File(path, "w") as f:
+        for i, name in enumerate("abc"):
+            f.create_dataset(name, data=np.arange(50_000, dtype="f4") + i, chunks=(25,))
+    monkeypatch.setattr(io_source, "HEAD_BYTES", 16 << 10)
+    monkeypatch.setattr(io_source, "WHOLE_BELOW", 0)
+    monkeypatch.setattr(io_source, "WHOLE_REST_BELOW", 0)
+    batches: list[bool] = []
+    original = io_source.RemoteSource._fetch
+
+    def fetch(src: io_source.RemoteSource, gaps: list[tuple[int, int]], *args: object) -> None:
+        batches.append(bool(args and args[0] is not None))  # an expanding batch?
+        original(src, gaps, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(io_source.RemoteSource, "_fetch", fetch)
+    with caplog.at_level("INFO", logger="virtualizarr"):
+        ds = vz.open_virtual_dataset(http_server.url_for(path), loadable_variables=[])
+    assert "read with h5py" not in caplog.text
+    assert batches.count(True) == 1  # the three trees, all levels, in one batch
+    assert len(batches) <= 2  # and at most one batch of object headers before it
+    with h5py.File(path, "r") as f:
+        for name in "abc":
+            infos: list = []
+            f[name].id.chunk_iter(infos.append)
+            got = np.sort(np.asarray(ds[name].data.manifest._offsets).reshape(-1))
+            assert got.tolist() == sorted(i.byte_offset for i in infos)
+            assert len(infos) == 2000

@@ -18,6 +18,7 @@ batch after the request that brought the root, and the levels are then read from
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from virtualizarr.parsers.hdf5.index_common import (
     stack_rows,
 )
 
-__all__ = ["read_btree1_chunks"]
+__all__ = ["prefetch_btree1_trees", "read_btree1_chunks"]
 
 _STRUCTURE = "v1 B-tree node of the chunk index"
 _MAX_LEVEL = 64  # a tree of 64 levels of >= 2 entries would index more chunks than exist
@@ -50,9 +51,12 @@ def _record_dtype(ndims_stored: int, so: int) -> np.dtype:
 
 
 def read_btree1_chunks(
-    ctx: IndexContext, root: int, *, ndims_stored: int, k: int = 32
+    ctx: IndexContext, root: int, *, ndims_stored: int, k: int = 32, prefetch: bool = True
 ) -> ChunkTable:
-    """Every chunk of the v1 B-tree rooted at ``root``, read level by level."""
+    """Every chunk of the v1 B-tree rooted at ``root``, read level by level.
+
+    ``prefetch=False`` skips fetching the tree ahead with the root (it was, by
+    :func:`prefetch_btree1_trees`)."""
     so = ctx.so
     if so not in (2, 4, 8):
         raise UnsupportedFeatureError(f"{ctx.where}: addresses of {so} bytes are not supported")
@@ -69,7 +73,7 @@ def read_btree1_chunks(
     # a remote reader fetches the whole tree with the root's batch, each node's children
     # asked for as soon as it arrives (no wait for the rest of its level); the levels are
     # then read, checked and decoded below from its cache
-    expand = _prefetcher(ctx, header, rec, key_size, capacity)
+    expand = _prefetcher(ctx.file_size, header, rec, key_size, capacity) if prefetch else None
     while len(addresses):
         visited += len(addresses)
         if visited * header > ctx.file_size:
@@ -137,8 +141,47 @@ def read_btree1_chunks(
     return table
 
 
+def prefetch_btree1_trees(
+    reader: Any, trees: list[tuple[int, int, int]], *, so: int, file_size: int
+) -> None:
+    """Fetch the v1 B-trees rooted at ``trees`` (``(root, ndims_stored, k)`` each: the
+    chunk indexes of many datasets) in one batch, into a remote reader's cache, so that
+    :func:`read_btree1_chunks` then reads them without a request. Nothing is checked or
+    decoded here (that is :func:`read_btree1_chunks`' job); a reader that does not
+    ``expands`` (a local file) is left alone.
+
+    >>> # prefetch_btree1_trees(source, [(root_a, 4, 32), (root_b, 2, 32)], so=8, file_size=n)
+    """
+    if so not in (2, 4, 8) or not getattr(reader, "expands", False):
+        return
+    header = 8 + 2 * so
+    owner: dict[int, Callable[[int, bytes], list[tuple[int, int]]]] = {}
+    ranges = []
+    for root, ndims_stored, k in trees:
+        if not 0 <= root < file_size or root in owner:
+            continue
+        rec = _record_dtype(ndims_stored, so)
+        key_size = 8 + 8 * ndims_stored
+        capacity = max(2 * int(k), 1)
+        owner[root] = _prefetcher(file_size, header, rec, key_size, capacity)
+        ranges.append((root, min(header + capacity * rec.itemsize + key_size, file_size - root)))
+
+    def route(address: int, data: bytes) -> list[tuple[int, int]]:
+        """Each node expanded by the expander of its tree (trees have their own shapes)."""
+        expand = owner.get(address)
+        if expand is None:
+            return []
+        out = expand(address, data)
+        for child, _ in out:
+            owner.setdefault(child, expand)
+        return out
+
+    if ranges:
+        reader.read_many(ranges, expand=route)
+
+
 def _prefetcher(
-    ctx: IndexContext, header: int, rec: np.dtype, key_size: int, capacity: int
+    file_size: int, header: int, rec: np.dtype, key_size: int, capacity: int
 ) -> Callable[[int, bytes], list[tuple[int, int]]]:
     """``expand(address, node bytes)`` for ``read_many``: the ranges of a node's children,
     as :func:`_read_level` will ask for them (none for a leaf).
@@ -149,7 +192,7 @@ def _prefetcher(
     """
     node_bytes = header + capacity * rec.itemsize + key_size
     levels: dict[int, int] = {}  # child address -> the level its parent says it has
-    limit = ctx.file_size // header  # no more nodes than the file can hold
+    limit = file_size // header  # no more nodes than the file can hold
     calls = 0
 
     def expand(address: int, data: bytes) -> list[tuple[int, int]]:
@@ -167,9 +210,9 @@ def _prefetcher(
         children = np.frombuffer(data, rec, count=n, offset=header)["child"]
         out = []
         for child in children.tolist():
-            if child < ctx.file_size:  # the undefined address is larger
+            if child < file_size:  # the undefined address is larger
                 levels.setdefault(child, level - 1)
-                out.append((child, min(node_bytes, ctx.file_size - child)))
+                out.append((child, min(node_bytes, file_size - child)))
         return out
 
     return expand

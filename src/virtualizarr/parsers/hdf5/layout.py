@@ -313,6 +313,7 @@ def read_chunk_index(
     maxshape: tuple[int | None, ...] | None = None,
     btree1_k: int = 32,
     verify_checksums: bool = True,
+    prefetch: bool = True,
 ) -> ChunkTable:
     """Every allocated chunk of a chunked dataset, read from its chunk index.
 
@@ -325,6 +326,9 @@ def read_chunk_index(
     ``btree1_k`` is the superblock's "indexed storage internal node K" (nodes hold up to
     ``2 K`` entries; a wrong value costs an extra read, not an error). ``verify_checksums``
     checks the lookup3 checksums of the version-2 structures (arrays, v2 B-trees).
+    ``prefetch=False``: a remote reader already has the v1 B-tree (fetched for many
+    datasets at once with :func:`~virtualizarr.parsers.hdf5.btree1.prefetch_btree1_trees`),
+    so it is not fetched ahead again.
 
     Rows are in the index's order (v1 B-tree: C order of the grid); only allocated chunks
     appear. A file with a user block needs a reader whose offsets count from the
@@ -370,8 +374,9 @@ def read_chunk_index(
         from virtualizarr.parsers.hdf5.btree1 import read_btree1_chunks
 
         return read_btree1_chunks(
-            ctx, layout.address, ndims_stored=len(layout.chunk_dims), k=btree1_k
-        )
+            ctx, layout.address, ndims_stored=len(layout.chunk_dims), k=btree1_k,
+            prefetch=prefetch,
+        )  # fmt: skip
     if itype == ChunkIndexType.SINGLE_CHUNK:
         return _single_chunk(ctx, layout)
     if itype == ChunkIndexType.IMPLICIT:

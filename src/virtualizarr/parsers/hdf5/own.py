@@ -202,6 +202,12 @@ class OwnObjects:
         self._abs = f
         """The file with absolute offsets (chunk addresses), ``f`` unless a user block."""
         self._walked = False
+        self._index_todo: dict[str, dict[int, DatasetNode]] = {}
+        """Per group, the datasets listed by ``children`` whose chunk indexes are not
+        fetched yet: the first ``chunk_index`` of one fetches all their v1 B-trees."""
+        self._index_group: dict[int, str] = {}
+        self._index_fetched: set[int] = set()
+        self._trees_fetched: set[int] = set()  # their B-trees are in the source's cache
 
     # -- headers -----------------------------------------------------------------------------
 
@@ -343,6 +349,11 @@ class OwnObjects:
             else:
                 out.append(Child(key, lk.kind, lk.target, None))
         self._children[group.name] = out
+        todo = self._index_todo.setdefault(group.name, {})
+        for c in out:
+            if isinstance(c.obj, DatasetNode) and c.obj.key not in self._index_fetched:
+                todo.setdefault(c.obj.key, c.obj)
+                self._index_group.setdefault(c.obj.key, group.name)
         return out
 
     def deref(self, ref: Any) -> Node:
@@ -500,9 +511,44 @@ class OwnObjects:
             raise Fallback(f"a fill value of {len(raw)} bytes for a {h5dtype.itemsize}-byte type")
         return np.frombuffer(raw, dtype=h5dtype)[0]
 
+    def _prefetch_indexes(self, group: str) -> None:
+        """Fetch the v1 B-tree chunk indexes of the datasets of ``group`` not read yet in
+        one concurrent batch: remotely, a group of variables costs one round trip for all
+        their indexes, not one per variable and level. Datasets whose layout cannot be
+        read are left to their own ``chunk_index`` (which raises what it finds); a dropped
+        variable's index is fetched too (its bytes only)."""
+        from virtualizarr.parsers.hdf5.btree1 import prefetch_btree1_trees
+        from virtualizarr.parsers.hdf5.layout import ChunkIndexType, LayoutClass
+
+        todo = {
+            k: d for k, d in self._index_todo.pop(group, {}).items() if k not in self._index_fetched
+        }
+        self._index_fetched.update(todo)
+        trees, keys = [], []
+        for dset in todo.values():
+            try:
+                lay = self._layout(dset)
+            except Exception:  # noqa: BLE001, S112  (raised again, for its variable, if read)
+                continue
+            if (
+                lay.layout_class == LayoutClass.CHUNKED
+                and lay.index_type == ChunkIndexType.BTREE1
+                and lay.address is not None
+                and lay.chunk_dims is not None
+            ):
+                trees.append((lay.address, len(lay.chunk_dims), self.sb.indexed_storage_k))
+                keys.append(dset.key)
+        if len(trees) > 1 and getattr(self.f.source, "expands", False):
+            prefetch_btree1_trees(self.f.source, trees, so=self.f.so, file_size=self.f.size)
+            self._trees_fetched.update(keys)
+
     def chunk_index(self, dset: DatasetNode) -> Any:
         from virtualizarr.parsers.hdf5.layout import read_chunk_index
 
+        group = self._index_group.get(dset.key)
+        if group is not None and dset.key in self._index_todo.get(group, ()):
+            self._prefetch_indexes(group)
+        self._index_fetched.add(dset.key)
         storage = self.storage(dset)
         table = read_chunk_index(
             self.f.source,
@@ -515,6 +561,7 @@ class OwnObjects:
             sizeof_lengths=self.f.sl,
             where=f"{self.f.url}: variable {dset.name!r}",
             btree1_k=self.sb.indexed_storage_k,
+            prefetch=dset.key not in self._trees_fetched,
         )
         index = table.to_chunk_index()
         if self.sb.base:
