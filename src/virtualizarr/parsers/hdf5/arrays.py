@@ -90,7 +90,16 @@ class _Var:
         fv = self.fillvalue
         if fv is None or self.info.kind not in ("plain", "convert"):
             return None
-        return np.asarray(fv).astype(self.dtype).item()
+        if not isinstance(fv, np.generic):
+            return np.asarray(fv).astype(self.dtype).item()
+        key = (fv.dtype, fv.tobytes(), self.dtype)
+        got = _FILLS.get(key, _FILLS)
+        if got is _FILLS:  # the same few fill values in every array: convert each once
+            got = np.asarray(fv).astype(self.dtype).item()
+            if len(_FILLS) >= 1024:
+                _FILLS.clear()
+            _FILLS[key] = got
+        return got
 
     def metadata(
         self, chunk_shape: tuple[int, ...], codecs: list[Any], codec_key: Any = None
@@ -126,6 +135,7 @@ class _Var:
         return meta
 
 
+_FILLS: dict[Any, Any] = {}
 _SCALARS = (bool, int, float, str, bytes, type(None))
 _TEMPLATES: dict[tuple[Any, ...], ArrayV3Metadata] = {}
 """Array metadata by dtype, chunk shape, fill value and filter pipeline: the datasets of
@@ -197,13 +207,18 @@ def _contiguous(var: _Var) -> ManifestArray:
             f"{var.where} has chunks up to byte {offset + nbytes} but the file has only "
             f"{var.ctx.file_size} bytes: the file is truncated."
         )
+    # one chunk (or none for a zero-length axis): np.zeros and a store cost less than np.full
+    ids = np.zeros(grid, dtype=np.uint32)
+    offsets = np.zeros(grid, dtype=np.uint64)
+    lengths = np.zeros(grid, dtype=np.uint64)
+    if present:
+        offsets[...] = offset
+        lengths[...] = nbytes
+    else:
+        ids[...] = MISSING
     manifest = ChunkManifest.from_path_ids(
-        table=[var.ctx.url],  # normalized by the parser
-        ids=np.full(grid, 0 if present else MISSING, dtype=np.uint32),
-        offsets=np.full(grid, offset if present else 0, dtype=np.uint64),
-        lengths=np.full(grid, nbytes if present else 0, dtype=np.uint64),
-        normalize=False,
-    )
+        table=[var.ctx.url], ids=ids, offsets=offsets, lengths=lengths, normalize=False
+    )  # the url is normalized by the parser
     return ManifestArray(var.metadata(inline_chunk_shape(var.shape), [], codec_key=()), manifest)
 
 
@@ -211,7 +226,7 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
     dtype, chunks = var.dtype, tuple(storage.chunks or ())
     filters = storage.filters
     try:
-        codecs = codecs_for_filters(filters, dtype)
+        codecs = _codecs(filters, dtype)
     except UnsupportedFilter as e:
         return _unsupported_filter(var, e)
     index = var.objects.chunk_index(var.dset)
@@ -224,7 +239,7 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
     kept = filters
     if len(masks) == 1 and masks[0]:  # every chunk skipped the same filters: drop them
         kept = [f for i, f in enumerate(filters) if not int(masks[0]) >> i & 1]
-        codecs = codecs_for_filters(kept, dtype)
+        codecs = _codecs(kept, dtype)
     chunk_shape, trimmed = trimmed_chunk_shape(var.shape, chunks, raw=not codecs)
     lengths = None
     if not codecs:
@@ -248,6 +263,28 @@ def _chunked(var: _Var, storage: Storage) -> ManifestArray | None:
     if redo:
         manifest = _reencode(var, metadata, manifest, sorted(redo))
     return ManifestArray(metadata, manifest)
+
+
+_CODECS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _codecs(filters: list[Any], dtype: np.dtype) -> list[Any]:
+    """``codecs_for_filters``, made once per pipeline and dtype (the datasets of a file and
+    the files of a collection repeat a few); zarr's codec objects are immutable, codec
+    dicts are handed out as copies."""
+    key = (dtype, *filters)
+    got = _CODECS.get(key)
+    if got is None or dtype.metadata is not None:
+        got = tuple(codecs_for_filters(filters, dtype))
+        if len(_CODECS) >= 1024:
+            _CODECS.clear()
+        _CODECS[key] = got
+    return [
+        {k: dict(v) if isinstance(v, dict) else v for k, v in c.items()}
+        if isinstance(c, dict)
+        else c
+        for c in got
+    ]
 
 
 def _check_grid(var: _Var, chunk_shape: tuple[int, ...], stored: int) -> None:

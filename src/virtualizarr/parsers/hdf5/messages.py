@@ -9,6 +9,7 @@ type (``Datatype.numpy``) so that both engines classify and decode values the sa
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,32 +369,39 @@ class Attribute:
     order: int | None = None
 
 
+_ATTR_HEAD = struct.Struct("<BBHHH")
+
+
 def parse_attribute(f: H5File, body: bytes, what: str, resolve_type: Any) -> Attribute:
     """An attribute message; ``resolve_type(body)`` reads a shared (committed) datatype."""
-    c = Cursor(body, f, what + " attribute")
-    version = c.u8()
-    c.skip(1)
-    flags = 0 if version == 1 else body[1]
-    nlen, tlen, slen = c.u16(), c.u16(), c.u16()
-    if version == 3:
-        c.skip(1)  # name encoding
+    if len(body) < 8:
+        raise f.corrupt(what + " attribute", f"truncated ({len(body)} bytes, needs 8)")
+    version, flags, nlen, tlen, slen = _ATTR_HEAD.unpack_from(body)
     if version not in (1, 2, 3):
         raise f.corrupt(what, f"attribute message version {version}")
-
-    def field_(n: int) -> bytes:
-        out = c.take(n)
-        if version == 1 and n % 8:
-            c.skip(8 - n % 8)
-        return out
-
-    name = field_(nlen).split(b"\0")[0]
-    tbody = field_(tlen)
-    sbody = field_(slen)
+    if version == 1:
+        flags = 0  # reserved
+        # version 1 pads each field to a multiple of 8 bytes
+        spans = [nlen, tlen, slen]
+        sizes = [n + (-n) % 8 for n in spans]
+        pos = 8
+    else:
+        spans = sizes = [nlen, tlen, slen]
+        pos = 9 if version == 3 else 8  # version 3: the name's character set
+    fields = []
+    for n, size in zip(spans, sizes):
+        if pos + size > len(body):
+            raise f.corrupt(
+                what + " attribute", f"truncated ({len(body)} bytes, needs {pos + size})"
+            )
+        fields.append(body[pos : pos + n])
+        pos += size
+    name = fields[0].split(b"\0")[0]
     if flags & 0x02:
         raise Fallback("shared dataspaces in attributes")
-    dtype = resolve_type(tbody) if flags & 0x01 else parse_datatype(f, tbody, what)
-    space = parse_dataspace(f, sbody, what)
-    return Attribute(name, dtype, space, body[c.pos :])
+    dtype = resolve_type(fields[1]) if flags & 0x01 else parse_datatype(f, fields[1], what)
+    space = parse_dataspace(f, fields[2], what)
+    return Attribute(name, dtype, space, body[pos:])
 
 
 @dataclass(slots=True)

@@ -124,6 +124,7 @@ class DimensionNamer:
         # dimension scale (node key, which hashes by object) -> name; resolving a
         # reference's path searches the whole file, so do it only once
         self._scale_names: dict[Any, str] = {}
+        self._chains: dict[str, list[dict[str, _Dim]]] = {}
 
     def _keys(self, dset: DatasetNode) -> dict[str, Any]:
         info = self._info.get(dset.key)
@@ -189,9 +190,15 @@ class DimensionNamer:
 
     def _chain(self, group_name: str) -> list[dict[str, _Dim]]:
         """Dimensions of the group and its ancestors, root first."""
+        got = self._chains.get(group_name)
+        if got is not None:
+            return got
         parts = [p for p in group_name.split("/") if p]
         paths = ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-        return [self._groups[p] for p in paths if p in self._groups]
+        got = [self._groups[p] for p in paths if p in self._groups]
+        if group_name in self._groups:  # visited, so are its ancestors: the chain is final
+            self._chains[group_name] = got
+        return got
 
     # -- datasets --------------------------------------------------------------------------
 

@@ -93,16 +93,17 @@ def _prefix(f: H5File, addr: int, data: bytes) -> tuple[ObjectHeader, int, int]:
         size = c.u(1 << (flags & 0x03))
         start = c.pos
         return ObjectHeader(addr, 2, flags), start, start + size + 4  # + checksum
-    version = c.u8()
-    if version != 1:
-        raise f.corrupt(what, f"unknown object header version {version}")
-    c.skip(1)
-    c.u16()  # number of messages
-    c.u32()  # reference count
-    size = c.u32()
+    if len(data) < 16 or data[0] != 1:
+        version = c.u8()
+        if version != 1:
+            raise f.corrupt(what, f"unknown object header version {version}")
+        c.skip(15)  # raises: truncated (16 bytes of prefix)
+    # version, reserved, number of messages, reference count, size of the messages
+    _, _, _, _, size = _V1_PREFIX.unpack_from(data)
     return ObjectHeader(addr, 1), 16, 16 + size
 
 
+_V1_PREFIX = struct.Struct("<BBHII")
 _V1_MSG = struct.Struct("<HHB")
 _V2_MSG = struct.Struct("<BHB")
 _V2_MSG_ORDER = struct.Struct("<BHBH")

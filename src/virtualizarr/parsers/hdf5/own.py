@@ -199,6 +199,7 @@ class OwnObjects:
         self._paths: dict[int, str] = {sb.root_address: "/"}
         self._gheap: dict[int, Any] = {}
         self._spaces: dict[int, Any] = {}
+        self._derefs: dict[int, Node] = {}
         self._abs = f
         """The file with absolute offsets (chunk addresses), ``f`` unless a user block."""
         self._walked = False
@@ -361,12 +362,16 @@ class OwnObjects:
         if not isinstance(ref, ObjectRef) or ref.address == 0:
             raise ValueError("null or invalid object reference")
         addr = ref.address
+        got = self._derefs.get(addr)
+        if got is not None:  # every variable on a dimension points at its scale
+            return got
         if addr not in self._paths:
             self._walk_all()
         path = self._paths.get(addr)
         if path is None:
             raise KeyError(f"no object at address {addr} is linked in the file")
-        return self._renamed(self._node(self.header(addr), path), path)
+        got = self._derefs[addr] = self._renamed(self._node(self.header(addr), path), path)
+        return got
 
     def _walk_all(self) -> None:
         """Register a path for every object linked in the file (hard links, depth first)."""
