@@ -10,6 +10,7 @@ minimal object-header walk (``hdf5_raw``), and the :class:`ChunkTable` read by
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from pathlib import Path
@@ -21,11 +22,9 @@ import pytest
 
 from tests.conftest import REAL_DATA, requires_real_data
 from tests.test_parsers.hdf5_raw import (
-    LAYOUT_MESSAGE,
     FileBytes,
     h5py_chunks,
     layout_of,
-    messages,
     superblock,
     table_dict,
 )
@@ -146,27 +145,26 @@ def test_layout_message_errors() -> None:
 
 def test_layout_versions_1_and_2() -> None:
     """Old layout messages (HDF5 1.4 era), built by hand from the specification."""
+    parse = functools.partial(
+        parse_layout_message, sizeof_offsets=8, sizeof_lengths=8, where="old.h5"
+    )
     addr = (4096).to_bytes(8, "little")
     dims = b"".join(d.to_bytes(4, "little") for d in (10, 20, 8))
     for version in (1, 2):
         head = bytes([version, 3, 2]) + bytes(5)
-        lay = parse_layout_message(head + addr + dims, sizeof_offsets=8, sizeof_lengths=8,
-                                   ndim=2, where="old.h5")  # fmt: skip
+        lay = parse(head + addr + dims, ndim=2)
         assert lay.layout_class == LayoutClass.CHUNKED
         assert lay.index_type == ChunkIndexType.BTREE1
         assert (lay.address, lay.chunk_shape, lay.chunk_nbytes) == (4096, (10, 20), 1600)
-        lay = parse_layout_message(head + addr + dims + (8).to_bytes(4, "little"),
-                                   sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+        lay = parse(head + addr + dims + (8).to_bytes(4, "little"))
         assert lay.element_size == 8
-        lay = parse_layout_message(bytes([version, 2, 1]) + bytes(5) + addr + dims[:8],
-                                   sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+        lay = parse(bytes([version, 2, 1]) + bytes(5) + addr + dims[:8])
         assert (lay.layout_class, lay.address, lay.size) == (LayoutClass.CONTIGUOUS, 4096, None)
         body = bytes([version, 1, 0]) + bytes(5) + dims[:4] + (3).to_bytes(4, "little") + b"abc"
-        lay = parse_layout_message(body, sizeof_offsets=8, sizeof_lengths=8, where="old.h5")
+        lay = parse(body)
         assert (lay.layout_class, lay.compact_data) == (LayoutClass.COMPACT, b"abc")
     with pytest.raises(CorruptFileError, match=r"old.h5: data layout message .* truncated"):
-        parse_layout_message(bytes([1, 1, 0]) + bytes(5) + dims[:4] + (9).to_bytes(4, "little"),
-                             sizeof_offsets=8, sizeof_lengths=8, where="old.h5")  # fmt: skip
+        parse(bytes([1, 1, 0]) + bytes(5) + dims[:4] + (9).to_bytes(4, "little"))
 
 
 def _lookup3_reference(data: bytes) -> int:
@@ -176,44 +174,30 @@ def _lookup3_reference(data: bytes) -> int:
     def rot(x: int, k: int) -> int:
         return ((x << k) | (x >> (32 - k))) & m
 
-    a = b = c = (0xDEADBEEF + len(data)) & m
+    # mix(): x -= y; x ^= rot(y, r); y += z, on the registers (x, y, z) of each step
+    mix = [(0, 2, 1, 4), (1, 0, 2, 6), (2, 1, 0, 8), (0, 2, 1, 16), (1, 0, 2, 19), (2, 1, 0, 4)]
+    # final(): x ^= y; x -= rot(y, r)
+    final = [(2, 1, 14), (0, 2, 11), (1, 0, 25), (2, 1, 16), (0, 2, 4), (1, 0, 14), (2, 1, 24)]
+    abc = [(0xDEADBEEF + len(data)) & m] * 3
     if not data:
-        return c
+        return abc[2]
     n = -(-len(data) // 12)
     words = list(np.frombuffer(data + bytes(12 * n - len(data)), "<u4").tolist())
-    for i in range(0, 3 * (n - 1), 3):
-        a, b, c = (a + words[i]) & m, (b + words[i + 1]) & m, (c + words[i + 2]) & m
-        a = ((a - c) & m) ^ rot(c, 4)
-        c = (c + b) & m
-        b = ((b - a) & m) ^ rot(a, 6)
-        a = (a + c) & m
-        c = ((c - b) & m) ^ rot(b, 8)
-        b = (b + a) & m
-        a = ((a - c) & m) ^ rot(c, 16)
-        c = (c + b) & m
-        b = ((b - a) & m) ^ rot(a, 19)
-        a = (a + c) & m
-        c = ((c - b) & m) ^ rot(b, 4); b = (b + a) & m  # fmt: skip
-    a, b, c = (a + words[-3]) & m, (b + words[-2]) & m, (c + words[-1]) & m
-    c ^= b
-    c = (c - rot(b, 14)) & m
-    a ^= c
-    a = (a - rot(c, 11)) & m
-    b ^= a
-    b = (b - rot(a, 25)) & m
-    c ^= b
-    c = (c - rot(b, 16)) & m
-    a ^= c
-    a = (a - rot(c, 4)) & m
-    b ^= a
-    b = (b - rot(a, 14)) & m
-    c ^= b; c = (c - rot(b, 24)) & m  # fmt: skip
-    return c
+    for i in range(0, 3 * n, 3):
+        abc = [(v + w) & m for v, w in zip(abc, words[i : i + 3])]
+        if i < 3 * (n - 1):  # the last block (zero-padded) goes through final() instead
+            for x, y, z, r in mix:
+                abc[x] = ((abc[x] - abc[y]) & m) ^ rot(abc[y], r)
+                abc[y] = (abc[y] + abc[z]) & m
+    for x, y, r in final:
+        abc[x] = ((abc[x] ^ abc[y]) - rot(abc[y], r)) & m
+    return abc[2]
 
 
 def test_lookup3_known_values() -> None:
     assert lookup3(b"") == 0xDEADBEEF
     assert lookup3(b"Four score and seven years ago") == 0x17770551
+    assert _lookup3_reference(b"Four score and seven years ago") == 0x17770551
     rng = np.random.default_rng(1)
     for n in (1, 11, 12, 13, 24, 25, 255, 256, 1000, 5000):
         for r in rng.integers(0, 256, (5, n), dtype=np.uint8):
@@ -295,8 +279,14 @@ def test_btree1_small_k_guess_rereads(tmp_path: Path) -> None:
     with h5py.File(path, "r") as f:
         d = f["x"]
         layout = layout_of(d, data, sb)
-        kw = {"shape": d.shape, "dtype_size": 2, "filtered": False, "sizeof_offsets": 8,
-                  "sizeof_lengths": 8, "where": str(path)}  # fmt: skip
+        kw = {
+            "shape": d.shape,
+            "dtype_size": 2,
+            "filtered": False,
+            "sizeof_offsets": 8,
+            "sizeof_lengths": 8,
+            "where": str(path),
+        }
         expected = table_dict(read_chunk_index(FileBytes(path), layout, **kw))
         for k in (1, 4, 500):
             assert (
@@ -322,8 +312,12 @@ def test_btree1_one_batch_per_level(tmp_path: Path) -> None:
 def test_single_chunk(tmp_path: Path, compression: str | None) -> None:
     path = tmp_path / "s.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        f.create_dataset("x", data=np.arange(1200, dtype="i2").reshape(30, 40), chunks=(30, 40),
-                         compression=compression)  # fmt: skip
+        f.create_dataset(
+            "x",
+            data=np.arange(1200, dtype="i2").reshape(30, 40),
+            chunks=(30, 40),
+            compression=compression,
+        )
     _, layout = our_table(path, "x")
     assert bool(layout.flags & 2) == (compression is not None)
     assert_same_as_h5py(path, "x", ChunkIndexType.SINGLE_CHUNK)
@@ -363,8 +357,9 @@ def test_implicit_maximum_extent_larger(tmp_path: Path) -> None:
     """Chunks are numbered on the grid of the maximum extent, only the current ones listed."""
     path = tmp_path / "im.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        f.create_dataset("x", shape=(30, 40), maxshape=(60, 80), chunks=(7, 9), dtype="i2",
-                         dcpl=early_dcpl())  # fmt: skip
+        f.create_dataset(
+            "x", shape=(30, 40), maxshape=(60, 80), chunks=(7, 9), dtype="i2", dcpl=early_dcpl()
+        )
         f["x"][...] = 1
     table = assert_same_as_h5py(path, "x", ChunkIndexType.IMPLICIT)
     assert len(table) == 25
@@ -387,8 +382,9 @@ def test_fixed_array(
 ) -> None:
     path = tmp_path / "fa.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=shape, maxshape=maxshape, chunks=chunks, dtype="i2",
-                             compression=compression)  # fmt: skip
+        d = f.create_dataset(
+            "x", shape=shape, maxshape=maxshape, chunks=chunks, dtype="i2", compression=compression
+        )
         d[...] = np.arange(math.prod(shape)).reshape(shape) % 1000
     table = assert_same_as_h5py(path, "x", ChunkIndexType.FIXED_ARRAY)
     assert_bytes_match(path, "x", table, limit=30)
@@ -421,8 +417,14 @@ def test_extensible_array(
 ) -> None:
     path = tmp_path / "ea.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=shape, maxshape=(None, *shape[1:]), chunks=chunks,
-                             dtype="i1", compression=compression)  # fmt: skip
+        d = f.create_dataset(
+            "x",
+            shape=shape,
+            maxshape=(None, *shape[1:]),
+            chunks=chunks,
+            dtype="i1",
+            compression=compression,
+        )
         d[...] = 1
     table = assert_same_as_h5py(path, "x", ChunkIndexType.EXTENSIBLE_ARRAY)
     assert_bytes_match(path, "x", table, limit=30)
@@ -436,8 +438,9 @@ def test_extensible_array_sparse_and_masks(tmp_path: Path) -> None:
     """
     path = tmp_path / "eas.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=(300000,), maxshape=(None,), chunks=(1,), dtype="i2",
-                             compression="gzip")  # fmt: skip
+        d = f.create_dataset(
+            "x", shape=(300000,), maxshape=(None,), chunks=(1,), dtype="i2", compression="gzip"
+        )
         d[:100] = 1
         d[150000:150100] = 2  # page 0 of a paged data block; page 1 never written
         d[200000:200001] = 3
@@ -456,8 +459,14 @@ def test_extensible_array_unlimited_axis_not_first(tmp_path: Path) -> None:
     """
     path = tmp_path / "eau.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=(30, 2000), maxshape=(30, None), chunks=(7, 1),
-                             dtype="i2", compression="gzip")  # fmt: skip
+        d = f.create_dataset(
+            "x",
+            shape=(30, 2000),
+            maxshape=(30, None),
+            chunks=(7, 1),
+            dtype="i2",
+            compression="gzip",
+        )
         d[:, 1500:1900] = np.arange(400, dtype="i2")
         d[:, 3] = 1
     table, layout = our_table(path, "x")
@@ -483,8 +492,15 @@ def test_btree2(
 ) -> None:
     path = tmp_path / "bt2.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=shape, maxshape=maxshape, chunks=chunks, dtype="f8",
-                             compression=compression, shuffle=compression is not None)  # fmt: skip
+        d = f.create_dataset(
+            "x",
+            shape=shape,
+            maxshape=maxshape,
+            chunks=chunks,
+            dtype="f8",
+            compression=compression,
+            shuffle=compression is not None,
+        )
         d[::2] = 1
     table = assert_same_as_h5py(path, "x", ChunkIndexType.BTREE2)
     assert_bytes_match(path, "x", table, limit=30)
@@ -493,8 +509,14 @@ def test_btree2(
 def test_btree2_masks(tmp_path: Path) -> None:
     path = tmp_path / "bt2m.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=(100, 100), maxshape=(None, None), chunks=(10, 10),
-                             dtype="i4", compression="gzip")  # fmt: skip
+        d = f.create_dataset(
+            "x",
+            shape=(100, 100),
+            maxshape=(None, None),
+            chunks=(10, 10),
+            dtype="i4",
+            compression="gzip",
+        )
         d[:50] = 1
         d.id.write_direct_chunk((90, 90), np.ones((10, 10), "i4").tobytes(), filter_mask=1)
     table = assert_same_as_h5py(path, "x", ChunkIndexType.BTREE2)
@@ -574,9 +596,15 @@ def test_damaged_deeper_block_checksum(tmp_path: Path, kind: str) -> None:
     assert len(got) == len(table)
 
 
-def test_btree1_cycle_cannot_loop(tmp_path: Path) -> None:
-    """A child pointing back at its parent is caught by the level check."""
-    path = tmp_path / "cyc.h5"
+@pytest.mark.parametrize(
+    ("child", "match"),
+    [("root", "level"), ("past_eof", r"past the end|points to")],
+    ids=["cycle_cannot_loop", "past_eof"],
+)
+def test_btree1_bad_child(tmp_path: Path, child: str, match: str) -> None:
+    """The root's first child pointing back at the root (caught by the level check) or past
+    the end of the file."""
+    path = tmp_path / "bad.h5"
     with h5py.File(path, "w", libver="earliest") as f:
         f.create_dataset("x", data=np.arange(5000, dtype="i2"), chunks=(1,))
     _, layout = our_table(path, "x")
@@ -584,20 +612,9 @@ def test_btree1_cycle_cannot_loop(tmp_path: Path) -> None:
     root = layout.address
     assert data[root + 5] > 0  # an internal root
     first_child = root + 24 + (8 + 8 * 2)  # header (8 + 2 * 8), first key (4 + 4 + 2 * 8)
-    data[first_child : first_child + 8] = root.to_bytes(8, "little")
-    with pytest.raises(CorruptFileError, match="level"):
-        our_table(path, "x", reader=MemoryBytes(data, str(path)))
-
-
-def test_child_past_eof(tmp_path: Path) -> None:
-    path = tmp_path / "eof.h5"
-    with h5py.File(path, "w", libver="earliest") as f:
-        f.create_dataset("x", data=np.arange(5000, dtype="i2"), chunks=(1,))
-    _, layout = our_table(path, "x")
-    data = bytearray(path.read_bytes())
-    child = layout.address + 24 + (8 + 8 * 2)
-    data[child : child + 8] = (len(data) + 4096).to_bytes(8, "little")
-    with pytest.raises(CorruptFileError, match=r"past the end|points to"):
+    target = root if child == "root" else len(data) + 4096
+    data[first_child : first_child + 8] = target.to_bytes(8, "little")
+    with pytest.raises(CorruptFileError, match=match):
         our_table(path, "x", reader=MemoryBytes(data, str(path)))
 
 
@@ -630,28 +647,13 @@ def _real_hdf5_files() -> list[Path]:
 @requires_real_data
 @pytest.mark.parametrize("path", _real_hdf5_files(), ids=lambda p: p.name)
 def test_real_files(path: Path) -> None:
-    names = _chunked_datasets(path)
-    data = path.read_bytes()
-    sb = superblock(data)
     with h5py.File(path, "r") as f:
-        for name in names:
-            d = f[name]
-            addr = h5py.h5o.get_info(d.id).addr
-            bodies = [b for t, b in messages(data, addr, sb.sizeof_offsets, sb.sizeof_lengths)
-                      if t == LAYOUT_MESSAGE]  # fmt: skip
-            layout = parse_layout_message(
-                bodies[0], sizeof_offsets=sb.sizeof_offsets, sizeof_lengths=sb.sizeof_lengths,
-                ndim=d.ndim, where=f"{path}: {name}",
-            )  # fmt: skip
-            table = read_chunk_index(
-                FileBytes(path), layout, shape=d.shape, dtype_size=d.id.get_type().get_size(),
-                filtered=d.id.get_create_plist().get_nfilters() > 0,
-                sizeof_offsets=sb.sizeof_offsets, sizeof_lengths=sb.sizeof_lengths,
-                where=f"{path}: {name}", maxshape=d.maxshape, btree1_k=sb.btree_k,
-            )  # fmt: skip
-            expected = h5py_chunks(d)
-            unlimited = [i for i, m in enumerate(d.maxshape) if m is None]
+        for name in _chunked_datasets(path):
+            table, layout = our_table(path, name)
+            expected = h5py_chunks(f[name])
+            unlimited = [i for i, m in enumerate(f[name].maxshape) if m is None]
             if layout.index_type == ChunkIndexType.EXTENSIBLE_ARRAY and unlimited[0] > 0:
+                # HDF5 2.0's chunk_iter misplaces these (see the test of that name above)
                 assert sorted(table_dict(table).values()) == sorted(expected.values()), name
             else:
                 assert table_dict(table) == expected, name
@@ -805,8 +807,9 @@ def test_h5py_engine_extensible_array_unlimited_axis_not_first(tmp_path: Path) -
 
     path = tmp_path / "eau.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        d = f.create_dataset("x", shape=(30, 20), maxshape=(30, None), chunks=(7, 1),
-                             dtype="i2", compression="gzip")  # fmt: skip
+        d = f.create_dataset(
+            "x", shape=(30, 20), maxshape=(30, None), chunks=(7, 1), dtype="i2", compression="gzip"
+        )
         d[:, 15:19] = np.arange(4, dtype="i2")
         d[:, 3] = 1
     own = HDFParser(engine="own")(str(path), ObjectStoreRegistry()).group["x"].manifest
