@@ -3,6 +3,10 @@
 Real files (``../shared/data/real/netcdf4_hdf5``) are checked against ``ground_truth.json``
 and ``xr.open_dataset(path, engine="h5netcdf")``; feature files are written in
 ``tmp_path`` with netCDF4-python and h5py. Filters are tested in ``test_hdf5_filters.py``.
+
+Every test that parses takes ``hdf_parse`` (``tests/conftest.py``) and so runs with our HDF5
+reader (``engine="own"``, failing if it fell back to h5py unless the test names the fallback)
+and with ``engine="h5py"``; where the engines differ the test says so with a strict xfail.
 """
 
 from __future__ import annotations

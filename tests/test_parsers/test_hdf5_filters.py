@@ -1,7 +1,9 @@
 """HDF5 filters: every supported filter decodes, through the ManifestStore, to h5py's values.
 
 Files are written with h5py (and hdf5plugin for the plugin filters) in ``tmp_path``; each
-filter is tried with both byte orders and with partial edge chunks.
+filter is tried with both byte orders and with partial edge chunks, through both parser
+engines (``hdf_parse``): our reader decodes deflate, shuffle, fletcher32 and zstd chunks itself
+and leaves values behind other filters to h5py (``not_decoded``).
 """
 
 from __future__ import annotations
