@@ -820,9 +820,9 @@ def test_reads_over_http(hdf_parse: HDFParse, kitchen_nc: Path, http_server: HTT
             "own",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="issue 11 wants a 5 MB netCDF-4 file in <= 4 requests; our reader reads "
-                "each variable's chunk index in its own round trips: 8 requests here, 17 in 10 "
-                "round trips through the 30 ms latency server (the h5py engine: 4)",
+                reason="issue 11 wants a 5 MB netCDF-4 file in <= 4 requests; our reader asks "
+                "for each B-tree node of the group's chunk indexes (8 requests here, 11 in 5 "
+                "round trips through the 30 ms latency server; the h5py engine: 4)",
             ),
         ),
         "h5py",
