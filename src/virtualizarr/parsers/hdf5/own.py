@@ -129,8 +129,11 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
 
 
 _CACHE_LIMIT = 4096
+_CACHED_BYTES = 1024
+"""Messages longer than this are not kept by the caches below (so they stay a few MB)."""
 _UINT = {2: "H", 4: "I", 8: "Q"}
 _CLASSIFIED: dict[int, tuple[Datatype, TypeInfo]] = {}
+_DENSE_INFOS: dict[bytes, Any] = {}
 _FILLS: dict[tuple[bytes | None, bytes | None, np.dtype], Any] = {}
 _LAYOUTS: dict[tuple[int, int, int, bytes], Any] = {}
 _FILTERS: dict[bytes, tuple[Any, ...]] = {}
@@ -437,9 +440,10 @@ class OwnObjects:
                     ndim=dset.ndim,
                     where=f"{self.f.url}: variable {dset.name!r}",
                 )
-                if len(_LAYOUTS) >= _CACHE_LIMIT:
-                    _LAYOUTS.clear()
-                _LAYOUTS[key] = lay
+                if len(body) <= _CACHED_BYTES:  # not compact data
+                    if len(_LAYOUTS) >= _CACHE_LIMIT:
+                        _LAYOUTS.clear()
+                    _LAYOUTS[key] = lay
             dset.extra["layout"] = lay
         return lay
 
@@ -492,7 +496,11 @@ class OwnObjects:
         body = self.message(dset.raw, FILL)
         old = self.message(dset.raw, FILL_OLD) if body is None else None
         key = None
-        if h5dtype.metadata is None and h5dtype.kind in "biufcS":
+        if (
+            h5dtype.metadata is None
+            and h5dtype.kind in "biufcS"
+            and len(body or old or b"") <= _CACHED_BYTES
+        ):
             # scalars of plain dtypes are immutable: share them between datasets and files
             key = (body, old, h5dtype)
             got = _FILLS.get(key)
@@ -815,11 +823,21 @@ class OwnAttrTable:
         f = self.o.f
         what = f"object header at {self.hdr.address}"
         # (name, message body, creation order); bodies are decoded when a value is asked
-        attrs = [(_attr_name(f, self._body(m), what), self._body(m), m.order)
-                 for m in self.hdr.all(ATTRIBUTE)]  # fmt: skip
-        info_body = self.o.message(self.hdr, ATTRIBUTE_INFO)
+        attrs = []
+        info_body = None
+        for m in self.hdr.messages:
+            if m.type == ATTRIBUTE:
+                body = self._body(m)
+                attrs.append((_attr_name(f, body, what), body, m.order))
+            elif m.type == ATTRIBUTE_INFO and info_body is None:
+                info_body = self.o.message(self.hdr, ATTRIBUTE_INFO)
         if info_body is not None:
-            info = parse_dense_info(f, info_body, what, links=False)
+            info = _DENSE_INFOS.get(info_body)
+            if info is None:
+                info = parse_dense_info(f, info_body, what, links=False)
+                if len(_DENSE_INFOS) >= _CACHE_LIMIT:
+                    _DENSE_INFOS.clear()
+                _DENSE_INFOS[info_body] = info
             if info.heap is not None and info.name_index is not None:
                 heap = FractalHeap.read(f, info.heap)
                 recs = btree2_records(f, info.name_index, what + " attribute name index")
@@ -901,7 +919,11 @@ class OwnAttrTable:
             got = (arr[()] if arr.ndim == 0 else arr, info)
         self._values[key] = got
         body = got_body[0]
-        if (body[0] == 1 or not body[1] & 0x01) and _file_free(dt):  # 0x01: a shared type
+        if (
+            len(body) <= _CACHED_BYTES
+            and (body[0] == 1 or not body[1] & 0x01)  # 0x01: a shared type
+            and _file_free(dt)
+        ):
             # decoded from the message's bytes alone: later files reuse it read-only
             if isinstance(got[0], np.ndarray):
                 got[0].flags.writeable = False
