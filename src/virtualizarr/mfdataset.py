@@ -906,6 +906,11 @@ def _fast_combine(
     decode_times: bool | None,
     sources: list[str],
 ) -> xr.Dataset:
+    """The Dataset xarray's combine gives for the files of ``col``, built column by column.
+
+    Raises ``_General`` when the files do not line up along one dimension (then the
+    general combine runs).
+    """
     n = len(col)
     names = col.names[0]
     if any(nm is not names for nm in col.names):
@@ -1067,11 +1072,7 @@ def _concat_virtual(
         return moved.reshape(shape)  # a view when axis == 0
 
     manifest = ChunkManifest.from_path_ids(
-        table=table,
-        ids=gather(0),
-        offsets=gather(1),
-        lengths=gather(2),
-        normalize=False,
+        table=table, ids=gather(0), offsets=gather(1), lengths=gather(2), normalize=False
     )
     shape = list(first.shape)
     shape[axis] = int(lengths_along.sum())

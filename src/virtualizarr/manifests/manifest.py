@@ -279,15 +279,17 @@ class ChunkManifest:
                 "Table entries must be str (paths) or bytes (inlined chunks)."
             )
         present = ids != MISSING
-        if present.any() and int(ids[present].max()) >= len(table):
+        # max with where=: no copy of the present ids (a grid of millions of references)
+        top = int(ids.max(where=present, initial=0)) if ids.size else 0
+        if present.any() and top >= len(table):
             raise InvalidManifestError(
-                f"Path id {int(ids[present].max())} is out of range of a table of {len(table)} entries."
+                f"Path id {top} is out of range of a table of {len(table)} entries."
             )
         if len(set(table)) != len(table):  # keep the one-entry-per-path invariant
             uniq: dict[str | bytes, int] = {}
             remap = np.array([uniq.setdefault(t, len(uniq)) for t in table], dtype=np.uint32)
             ids, table = remap_ids(ids, remap), tuple(uniq)
-        if (~present).any():  # missing chunks have no range: keep them canonical for ==
+        if not present.all():  # missing chunks have no range: keep them canonical for ==
             offsets = np.where(present, offsets, np.uint64(0))
             lengths = np.where(present, lengths, np.uint64(0))
         self = cls.__new__(cls)
