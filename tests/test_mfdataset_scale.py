@@ -292,3 +292,69 @@ def test_remote_files_default_to_threads_and_equal_local(files, http_server):
     renamed = remote.vz.rename_paths(lambda u: "file://" + str(files[0].parent / Path(u).name))
     assert renamed["air"].data.manifest == ds["air"].data.manifest
     np.testing.assert_array_equal(remote["time"].values, ds["time"].values)
+
+
+def test_collector_loaded_values_round_trip_through_packing_and_merges():
+    # files' coordinate values are kept as bytes relative to their column's first file; a
+    # merge whose batch starts with other values (or another dtype) re-packs them
+    import pickle
+
+    from virtualizarr.mfdataset import Collector, FilePart
+
+    def part(i: int, values: np.ndarray) -> FilePart:
+        return FilePart(
+            source=f"file:///f{i}.nc",
+            names=(("time", True),),
+            attrs={},
+            virtual={},
+            loaded={"time": (("time",), {"units": "days since 2000-01-01"}, values)},
+        )
+
+    rows = [
+        np.array([0.0, 1.0]),
+        np.array([0.0, 1.0]),  # equal to the first: kept as "same"
+        np.array([2.0, 3.0]),
+        np.array([4, 5], dtype="i4"),  # another dtype: kept as an array
+        np.array([6.0, 7.0, 8.0]),  # another shape
+        np.array([9.0, 10.0]),
+    ]
+    whole = Collector()
+    for i, v in enumerate(rows):
+        whole.add(part(i, v))
+    a, b = Collector(), Collector()
+    for i, v in enumerate(rows[:2]):
+        a.add(part(i, v))
+    for i, v in enumerate(rows[2:], start=2):
+        b.add(part(i, v))
+    a = pickle.loads(pickle.dumps(a))
+    a.merge(pickle.loads(pickle.dumps(b)))
+    for col in (whole, a):
+        for i, v in enumerate(rows):
+            got = col.values("time", i)
+            assert got.dtype == v.dtype
+            np.testing.assert_array_equal(got, v)
+    assert any(isinstance(v, bytes) for v in whole.loaded["time"].values)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_collector_concat_values_of_packed_files(axis):
+    from virtualizarr.mfdataset import Collector, FilePart
+
+    rng = np.random.default_rng(3)
+    rows = [rng.normal(size=(2, 3)) for _ in range(5)]
+    rows[2] = rows[0].copy()  # kept as "same as the first"
+    col = Collector()
+    for i, v in enumerate(rows):
+        col.add(
+            FilePart(
+                source=f"file:///f{i}.nc",
+                names=(("x", True),),
+                attrs={},
+                virtual={},
+                loaded={"x": (("a", "b"), {}, v)},
+            )
+        )
+    got, sizes = col.concat_values("x", axis)
+    np.testing.assert_array_equal(got, np.concatenate(rows, axis=axis))
+    assert sizes.tolist() == [rows[0].shape[axis]] * len(rows)
+    assert got.flags.writeable
