@@ -9,7 +9,9 @@ fractal heap's objects through a name index (record types 5 and 8).
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from virtualizarr.parsers.hdf5.superblock import Cursor, Fallback, H5File
 
@@ -71,17 +73,27 @@ def read_global_objects(f: H5File, refs: list[tuple[int, int]], cache: dict) -> 
 
 def _parse_collection(f: H5File, addr: int, block: bytes) -> dict[int, bytes]:
     what = f"global heap at {addr}"
-    c = Cursor(block, f, what, 8 + f.sl)
+    # each object: index (2), reference count (2), reserved (4), size (length), data padded
+    # to 8 bytes; index 0 is the free space that ends the collection
+    head = struct.Struct(f"<H6x{_UINT[f.sl]}")
+    step = head.size
+    end = len(block)
+    pos = 8 + f.sl
     objs = {}
-    while c.left >= 8 + f.sl:
-        idx = c.u16()
-        c.skip(6)
-        size = c.length()
+    while end - pos >= step:
+        idx, size = head.unpack_from(block, pos)
+        pos += step
         if idx == 0:
             break
-        objs[idx] = c.take(size)
-        c.skip(min(c.left, (8 - size % 8) % 8))
+        stop = pos + size
+        if stop > end:
+            raise f.corrupt(what, f"truncated ({end} bytes, needs {stop})")
+        objs[idx] = block[pos:stop]
+        pos = stop + min(end - stop, -size % 8)
     return objs
+
+
+_UINT = {2: "H", 4: "I", 8: "Q"}
 
 
 @dataclass
@@ -132,11 +144,11 @@ class FractalHeap:
 
     # -- managed object addressing -----------------------------------------------------------
 
-    @property
+    @cached_property
     def _off_size(self) -> int:
         return (self.max_heap_bits + 7) // 8
 
-    @property
+    @cached_property
     def _len_size(self) -> int:
         a = (int(math.log2(self.max_direct)) + 7) // 8
         b = _enc_size(self.max_managed)
@@ -148,7 +160,7 @@ class FractalHeap:
     def _row_size(self, row: int) -> int:
         return self.start_block if row == 0 else self.start_block << (row - 1)
 
-    @property
+    @cached_property
     def _max_direct_rows(self) -> int:
         return int(math.log2(self.max_direct)) - int(math.log2(self.start_block)) + 2
 

@@ -61,12 +61,19 @@ class ObjectHeader:
     flags: int = 0
     """Version 2 flags (bit 2: attribute creation order tracked, bit 3: indexed)."""
     messages: list[Message] = field(default_factory=list)
+    _first: dict[int, Message] | None = field(default=None, repr=False, compare=False)
+    """The first message of each type (built at the first ``find``)."""
+    _indexed: int = field(default=0, repr=False, compare=False)
 
     def find(self, mtype: int) -> Message | None:
-        for m in self.messages:
-            if m.type == mtype:
-                return m
-        return None
+        first = self._first
+        if first is None or self._indexed != len(self.messages):
+            # the parser asks each dataset's header for 5-6 message types
+            first = {}
+            for m in self.messages:
+                first.setdefault(m.type, m)
+            self._first, self._indexed = first, len(self.messages)
+        return first.get(mtype)
 
     def all(self, mtype: int) -> list[Message]:
         return [m for m in self.messages if m.type == mtype]
@@ -81,17 +88,20 @@ def _prefix(f: H5File, addr: int, data: bytes) -> tuple[ObjectHeader, int, int]:
     what = f"object header at {addr}"
     c = Cursor(data, f, what)
     if data[:4] == b"OHDR":
-        c.skip(4)
-        version = c.u8()
+        if len(data) < 6:
+            c.skip(6)  # raises: truncated
+        version, flags = data[4], data[5]
         if version != 2:
             raise f.corrupt(what, f"OHDR version {version}")
-        flags = c.u8()
+        pos = 6
         if flags & 0x20:
-            c.skip(16)  # access/modification/change/birth times
+            pos += 16  # access/modification/change/birth times
         if flags & 0x10:
-            c.skip(4)  # attribute storage phase change values
-        size = c.u(1 << (flags & 0x03))
-        start = c.pos
+            pos += 4  # attribute storage phase change values
+        start = pos + (1 << (flags & 0x03))  # after the size of the first chunk
+        if start > len(data):
+            raise f.corrupt(what, f"truncated ({len(data)} bytes, needs {start})")
+        size = int.from_bytes(data[pos:start], "little")
         return ObjectHeader(addr, 2, flags), start, start + size + 4  # + checksum
     if len(data) < 16 or data[0] != 1:
         version = c.u8()
@@ -140,9 +150,12 @@ def _messages(
 
 
 def _continuation(f: H5File, body: bytes, what: str) -> tuple[int, int]:
-    c = Cursor(body, f, what)
-    addr, length = c.addr(), c.length()
-    if addr is None:
+    so, sl = f.so, f.sl
+    if len(body) < so + sl:
+        raise f.corrupt(what, f"truncated ({len(body)} bytes, needs {so + sl})")
+    addr = int.from_bytes(body[:so], "little")
+    length = int.from_bytes(body[so : so + sl], "little")
+    if addr == f.undefined:
         raise f.corrupt(what, "continuation message with an undefined address")
     f.check(addr, length, what + " continuation block")
     return addr, length
