@@ -223,7 +223,8 @@ class OwnObjects:
         return [self._headers[a] for a in addresses]
 
     def header(self, address: int) -> ObjectHeader:
-        return self.headers([address])[0]
+        got = self._headers.get(address)  # nearly always read already, with its group's batch
+        return got if got is not None else self.headers([address])[0]
 
     def message(self, hdr: ObjectHeader, mtype: int) -> bytes | None:
         """The body of a message of ``mtype``, a shared one read from where it lives."""
