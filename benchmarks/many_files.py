@@ -110,11 +110,9 @@ def _one(folder: Path, n: int, mode: str) -> dict:
         nbytes = ds.vz.nbytes
     wall = time.perf_counter() - t0
     client_cpu = time.process_time() - c0
-    import virtualizarr.mfdataset as mf
+    from virtualizarr.mfdataset import shutdown_pool
 
-    pool = getattr(mf, "_POOL", None)
-    if pool is not None:  # forked workers are children: their CPU counts once they exit
-        pool.shutdown(wait=True)
+    shutdown_pool()  # forked workers are children: their CPU counts once they have exited
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = client_cpu + children.ru_utime + children.ru_stime
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -143,7 +141,7 @@ def _memory_only(folder: Path, n: int) -> dict:
     import dataclasses
 
     from virtualizarr.manifests import ChunkManifest, ManifestArray
-    from virtualizarr.mfdataset import Collector, _fast_combine, virtualize_part
+    from virtualizarr.mfdataset import Collector, fast_combine, virtualize_part
 
     template = make_files(folder, 1)[0]
     part = virtualize_part(str(template))
@@ -166,7 +164,7 @@ def _memory_only(folder: Path, n: int) -> dict:
         dims, attrs, _ = loaded["time"]
         loaded["time"] = (dims, attrs, np.arange(i * STEPS, (i + 1) * STEPS, dtype="f8"))
         col.add(dataclasses.replace(part, source=url, virtual=virtual, loaded=loaded))
-    ds = _fast_combine(
+    ds = fast_combine(
         col, combine="by_coords", concat_dim=None, decode_times=None, sources=list(col.sources)
     )
     assert ds.sizes["time"] == n * STEPS

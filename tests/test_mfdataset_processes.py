@@ -14,7 +14,7 @@ pytest.importorskip("netCDF4")
 
 from tests.test_mfdataset import STEPS, write_file
 from virtualizarr import open_virtual_mfdataset
-from virtualizarr.mfdataset import _worker_modules
+from virtualizarr.mfdataset.executors import _worker_modules
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_worker_modules_importable() -> None:
 def test_fork_only_when_safe() -> None:
     import threading
 
-    from virtualizarr.mfdataset import _fork_is_safe
+    from virtualizarr.mfdataset.executors import _fork_is_safe
 
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
@@ -59,7 +59,7 @@ def test_fork_only_when_safe() -> None:
 _START_METHOD = """
 import sys
 import numpy, xarray  # BLAS and allocator threads: fork-safe
-from virtualizarr.mfdataset import _process_pool
+from virtualizarr.mfdataset.executors import _process_pool
 pool = _process_pool(1)
 print(pool._mp_context.get_start_method())
 assert pool.submit(sum, [1, 2]).result() == 3
@@ -101,7 +101,7 @@ def test_pool_forks_a_fresh_process_not_one_with_an_io_runtime(tmp_path: Path) -
 _WITH_PROGRESS_BAR = """
 import sys
 from tests.test_mfdataset import STEPS, write_file
-import virtualizarr.mfdataset as mf
+import virtualizarr.mfdataset.executors as mf
 from virtualizarr import open_virtual_mfdataset
 paths = [f"{sys.argv[1]}/f{i}.nc" for i in range(3)]
 for i, p in enumerate(paths):

@@ -220,7 +220,7 @@ def test_distributed_cluster_workers_read_files(files, tmp_path):
 def test_merged_batches_take_the_column_wise_combine(files):
     import pickle
 
-    from virtualizarr.mfdataset import Collector, _fast_combine, virtualize_part
+    from virtualizarr.mfdataset import Collector, fast_combine, virtualize_part
 
     batches = []
     for k in range(0, 12, 4):  # three batches, as three workers return them
@@ -232,7 +232,7 @@ def test_merged_batches_take_the_column_wise_combine(files):
     for b in batches[1:]:
         col.merge(b)
     assert len({id(x) for x in col.names}) == 1  # one shared description: no fallback
-    ds = _fast_combine(
+    ds = fast_combine(
         col, combine="by_coords", concat_dim=None, decode_times=None, sources=list(col.sources)
     )
     assert_same_virtual(ds, open_virtual_mfdataset([str(f) for f in files[:12]]))
@@ -258,7 +258,7 @@ def test_collector_keeps_each_files_variables_when_they_differ(files):
     a = pickle.loads(pickle.dumps(a))
     a.merge(pickle.loads(pickle.dumps(b)))
     for col in (whole, a):
-        table = col._table_tuple()
+        table = col.table_tuple()
         for i, p in enumerate(parts):
             got = col.part(i, table)
             assert got.names == p.names
@@ -273,7 +273,8 @@ def test_collector_keeps_each_files_variables_when_they_differ(files):
 def test_remote_files_default_to_threads_and_equal_local(files, http_server):
     import shutil
 
-    from virtualizarr.mfdataset import REMOTE_THREADS, _is_remote
+    from virtualizarr.mfdataset import REMOTE_THREADS
+    from virtualizarr.mfdataset.paths import is_remote
 
     folder = http_server.mkdir()
     local = [str(f) for f in files[:8]]
@@ -281,8 +282,8 @@ def test_remote_files_default_to_threads_and_equal_local(files, http_server):
     for f in files[:8]:
         shutil.copy(f, folder / f.name)
         urls.append(http_server.url_for(folder / f.name))
-    assert _is_remote(urls[0])
-    assert not _is_remote(local[0])
+    assert is_remote(urls[0])
+    assert not is_remote(local[0])
     assert REMOTE_THREADS >= 4
     before = len(http_server.requests)
     remote = open_virtual_mfdataset(urls)  # parallel=None: threads, for remote URLs
