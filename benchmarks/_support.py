@@ -1,17 +1,21 @@
 """What the benchmarks share: timing a call, and the latency server on a free loopback port.
 
-``../shared/tools/latency_server.py`` serves a folder with Range support, waits
-``latency_ms`` before each response and sends at ``mbps``; ``GET /__stats`` returns and
-resets the requests, bytes and HEADs it served. Scripts import this module by its bare
-name (``python benchmarks/x.py`` puts ``benchmarks/`` on ``sys.path``).
+``../shared/tools/latency_server.py`` (``kind="python"``) or ``benchmarks/latency_server.mjs``
+(``kind="node"``: the same behaviour on Node's event loop, ~20x less server CPU per request)
+serves a folder with Range support, waits ``latency_ms`` before each response and sends at
+``mbps`` per response; ``GET /__stats`` returns and resets the requests, bytes and HEADs it
+served. Scripts import this module by its bare name (``python benchmarks/x.py`` puts
+``benchmarks/`` on ``sys.path``).
 
->>> # with LatencyServer(folder, latency_ms=30, mbps=200) as server:
->>> #     server.stats(); parse(f"{server.url}/a.nc"); print(server.stats())
+>>> # with LatencyServer(folder, latency_ms=30, mbps=200, kind="node") as server:
+>>> #     server.stats(); parse(f"{server.url}/a.nc"); print(server.stats(), server.cpu())
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +30,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 REAL = SHARED / "data" / "real"
 SERVER = SHARED / "tools" / "latency_server.py"
+NODE_SERVER = Path(__file__).resolve().parent / "latency_server.mjs"
+SERVER_KINDS = ("python", "node")
+"""``LatencyServer(kind=...)``: the shared Python server or our Node.js one."""
 
 
 def timings[T](fn: Callable[[], T], repeat: int, *, warm: bool = True) -> tuple[list[float], T]:
@@ -53,12 +60,28 @@ def free_port() -> int:
 
 
 class LatencyServer:
-    """The latency server over ``root`` on a free loopback port, ready when constructed."""
+    """The latency server over ``root`` on a free loopback port, ready when constructed.
 
-    def __init__(self, root: Path, latency_ms: float = 30, mbps: float = 200) -> None:
+    ``kind="python"``: ``../shared/tools/latency_server.py`` (a thread per connection under one
+    GIL, ~0.5-0.8 ms of CPU per request, accept queue of 5); ``kind="node"``:
+    ``benchmarks/latency_server.mjs`` (same answers and counts; needs ``node`` on PATH).
+    """
+
+    def __init__(
+        self, root: Path, latency_ms: float = 30, mbps: float = 200, kind: str = "python"
+    ) -> None:
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"kind must be one of {SERVER_KINDS}, not {kind!r}")
+        self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, str(SERVER), str(root), str(self.port)]
+        if kind == "node":
+            node = shutil.which("node")
+            if node is None:
+                raise RuntimeError("kind='node' needs Node.js (`node`) on PATH")
+            cmd = [node, str(NODE_SERVER), str(root), str(self.port)]
+        else:
+            cmd = [sys.executable, str(SERVER), str(root), str(self.port)]
         cmd += ["--latency-ms", str(latency_ms), "--mbps", str(mbps)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -68,12 +91,18 @@ class LatencyServer:
             except OSError:
                 time.sleep(0.05)
         self.close()
-        raise RuntimeError(f"the latency server on port {self.port} did not start")
+        raise RuntimeError(f"the {kind} latency server on port {self.port} did not start")
 
     def stats(self) -> dict[str, int]:
         """Requests, bytes and HEADs since the last call (the server resets them)."""
         with urllib.request.urlopen(f"{self.url}/__stats") as r:
             return json.load(r)
+
+    def cpu(self) -> float:
+        """User + system CPU seconds of the server process so far (from ``/proc``)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         self.proc.terminate()
