@@ -4,16 +4,18 @@ Virtualizes (``loadable_variables=[]``, default engine) the NetCDF4 file of 140,
 of ``benchmarks/remote.py --big`` (61 MB; 2,459 v1 B-tree leaves, one every 24.9 KB) and,
 with ``--t2m``, the 1.2 GB file of ``benchmarks/hdf5_virtualize.py`` if it was written
 (140,160 zlib chunks; 2,459 leaves, one every ~490 KB), through
-``../shared/tools/latency_server.py`` (30 ms before each response, 200 MB/s per request),
-for each ``--in-flight`` value (``virtualizarr.io.source.BATCH_IN_FLIGHT``).
+``../shared/tools/latency_server.py`` and/or ``benchmarks/latency_server.mjs`` (``--server
+python|node|both``; 30 ms before each response, 200 MB/s per request), for each
+``--in-flight`` value (``virtualizarr.io.source.BATCH_IN_FLIGHT``).
 
 Per run it prints requests, MB, round trips (the head plus each blocking batch of
 ``RemoteSource``), seconds, the client's CPU seconds (this process: obstore, Python, the
-parse), the server's CPU seconds (read from ``/proc``: the server is one Python process,
-so its CPU is a floor on the wall time) and the load average, since on a shared machine
-the wall time says as much about the neighbours as about the code.
+parse), the server's CPU seconds (read from ``/proc``: the Python server is one process
+under one GIL, so its CPU is a floor on the wall time; Node's costs ~20x less per request)
+and the load average, since on a shared machine the wall time says as much about the
+neighbours as about the code.
 
-    python benchmarks/remote_index.py [--in-flight 64 128] [--repeat 3] [--t2m]
+    python benchmarks/remote_index.py [--in-flight 64 128] [--repeat 3] [--t2m] [--server both]
 """
 
 from __future__ import annotations
@@ -31,14 +33,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from remote import Server, make_many_chunks, make_many_datasets
+from remote import make_many_chunks, make_many_datasets
 
-
-def server_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from _support import SERVER_KINDS, LatencyServer
 
 
 class Rounds:
@@ -57,15 +54,15 @@ class Rounds:
         source.RemoteSource._fetch = fetch  # type: ignore[method-assign]
 
 
-def run(server: Server, url: str, rounds: Rounds) -> dict[str, float]:
+def run(server: LatencyServer, url: str, rounds: Rounds) -> dict[str, float]:
     import virtualizarr as vz
 
     server.stats()
     rounds.count = 0
-    s0, c0, t0 = server_cpu(server.proc.pid), time.process_time(), time.perf_counter()
+    s0, c0, t0 = server.cpu(), time.process_time(), time.perf_counter()
     ds = vz.open_virtual_dataset(url, loadable_variables=[])
     wall = time.perf_counter() - t0
-    client, srv = time.process_time() - c0, server_cpu(server.proc.pid) - s0
+    client, srv = time.process_time() - c0, server.cpu() - s0
     st = server.stats()
     chunks = sum(len(v.data.manifest) for v in ds.variables.values() if hasattr(v.data, "manifest"))
     return {
@@ -87,6 +84,7 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=30)
     ap.add_argument("--mbps", type=float, default=200)
     ap.add_argument("--t2m", action="store_true", help="also the 1.2 GB hdf5_virtualize file")
+    ap.add_argument("--server", choices=[*SERVER_KINDS, "both"], default="python")
     ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "vz_bench_remote"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -105,31 +103,30 @@ def main() -> None:
             files["140,160 zlib chunks (1.2 GB)"] = link
         else:
             print(f"{t2m} not written yet (run benchmarks/hdf5_virtualize.py): skipped")
-    server = Server(gen, args.latency_ms, args.mbps)
     rounds = Rounds()
-    try:
-        import virtualizarr as vz
+    import virtualizarr as vz
 
-        vz.open_virtual_dataset(f"{server.url}/{warm.name}", loadable_variables=[])  # imports
-        print(f"latency {args.latency_ms:g} ms, {args.mbps:g} MB/s per request; medians of "
-              f"{args.repeat} runs (CPU: s of this process / of the server process)\n")  # fmt: skip
-        head = f"{'file':<32}{'in flight':>10}{'req':>7}{'MB':>7}{'rounds':>7}"
-        print(head + f"{'s':>7}{'client CPU':>11}{'server CPU':>11}{'load':>6}")
-        for name, path in files.items():
-            for n in args.in_flight:
-                source.BATCH_IN_FLIGHT = n
-                runs = [
-                    run(server, f"{server.url}/{path.name}", rounds) for _ in range(args.repeat)
-                ]
-                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                print(
-                    f"{name:<32}{n:>10}{med['requests']:>7.0f}{med['mb']:>7.2f}"
-                    f"{med['rounds']:>7.0f}{med['wall']:>7.2f}{med['client']:>11.2f}"
-                    f"{med['server']:>11.2f}{med['load']:>6.1f}",
-                    flush=True,
-                )
-    finally:
-        server.close()
+    print(f"latency {args.latency_ms:g} ms, {args.mbps:g} MB/s per request; medians of "
+          f"{args.repeat} runs (CPU: s of this process / of the server process)")  # fmt: skip
+    kinds = SERVER_KINDS if args.server == "both" else (args.server,)
+    for kind in kinds:
+        with LatencyServer(gen, args.latency_ms, args.mbps, kind=kind) as server:
+            vz.open_virtual_dataset(f"{server.url}/{warm.name}", loadable_variables=[])  # imports
+            print(f"\n{kind} server ({server.proc.args[1]})")
+            head = f"{'file':<32}{'in flight':>10}{'req':>7}{'MB':>7}{'rounds':>7}"
+            print(head + f"{'s':>7}{'client CPU':>11}{'server CPU':>11}{'load':>6}")
+            for name, path in files.items():
+                for n in args.in_flight:
+                    source.BATCH_IN_FLIGHT = n
+                    url = f"{server.url}/{path.name}"
+                    runs = [run(server, url, rounds) for _ in range(args.repeat)]
+                    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                    print(
+                        f"{name:<32}{n:>10}{med['requests']:>7.0f}{med['mb']:>7.2f}"
+                        f"{med['rounds']:>7.0f}{med['wall']:>7.2f}{med['client']:>11.2f}"
+                        f"{med['server']:>11.2f}{med['load']:>6.1f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
