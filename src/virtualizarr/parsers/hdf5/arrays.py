@@ -109,7 +109,8 @@ class _Var:
         attributes and dimension names is made once and then copied with those changed."""
         fill = self.fill_value()
         key = None
-        if codec_key is not None and isinstance(fill, _SCALARS):
+        plain = self.dtype.metadata is None and not self.dtype.hasobject
+        if codec_key is not None and plain and isinstance(fill, _SCALARS):
             # repr: NaN never equals itself, and -0.0 equals 0.0
             key = (self.dtype, tuple(chunk_shape), type(fill), repr(fill), codec_key)
             template = _TEMPLATES.get(key)
@@ -128,7 +129,7 @@ class _Var:
             codecs=codecs,
             **self.meta_kw,
         )
-        if key is not None and self.dtype.metadata is None and not self.dtype.hasobject:
+        if key is not None:
             if len(_TEMPLATES) >= 1024:
                 _TEMPLATES.clear()
             _TEMPLATES[key] = meta
