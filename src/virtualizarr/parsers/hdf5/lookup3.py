@@ -15,6 +15,8 @@ block is hashed there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numcodecs.jenkins import jenkins_lookup3
 
@@ -26,7 +28,7 @@ def lookup3(data: bytes | memoryview) -> int:
     return int(jenkins_lookup3(data if isinstance(data, bytes) else bytes(data), 0))
 
 
-def verify_checksums(blocks: list[bytes] | list[memoryview], stored: np.ndarray) -> np.ndarray:
+def verify_checksums(blocks: Sequence[bytes | memoryview], stored: np.ndarray) -> np.ndarray:
     """Boolean array: does the hash of ``blocks[i]`` equal ``stored[i]``?
 
     >>> verify_checksums([b"", b"x"], np.array([0xDEADBEEF, 0], np.uint32)).tolist()
