@@ -1,7 +1,7 @@
 """What the benchmarks share: timing a call, and the latency server on a free loopback port.
 
 ``../shared/tools/latency_server.py`` (``kind="python"``) or ``benchmarks/latency_server.mjs``
-(``kind="node"``: the same behaviour on Node's event loop, ~20x less server CPU per request)
+(``kind="node"``: the same behaviour on Node's event loop, ~1/3 of the server CPU per request)
 serves a folder with Range support, waits ``latency_ms`` before each response and sends at
 ``mbps`` per response; ``GET /__stats`` returns and resets the requests, bytes and HEADs it
 served. Scripts import this module by its bare name (``python benchmarks/x.py`` puts

@@ -11,7 +11,7 @@ python|node|both``; 30 ms before each response, 200 MB/s per request), for each
 Per run it prints requests, MB, round trips (the head plus each blocking batch of
 ``RemoteSource``), seconds, the client's CPU seconds (this process: obstore, Python, the
 parse), the server's CPU seconds (read from ``/proc``: the Python server is one process
-under one GIL, so its CPU is a floor on the wall time; Node's costs ~20x less per request)
+under one GIL, so its CPU is a floor on the wall time; Node's costs ~1/3 of that)
 and the load average, since on a shared machine the wall time says as much about the
 neighbours as about the code.
 
