@@ -202,8 +202,9 @@ def _contiguous(var: _Var) -> ManifestArray:
     nbytes = math.prod(var.shape) * var.dtype.itemsize
     offset = var.storage.offset  # None when no storage was ever allocated
     grid = tuple(1 if s else 0 for s in var.shape)
-    present = offset is not None and nbytes > 0 and all(grid)
-    if present and offset + nbytes > var.ctx.file_size:
+    if nbytes == 0 or not all(grid):
+        offset = None  # nothing stored: no chunk
+    if offset is not None and offset + nbytes > var.ctx.file_size:
         raise CorruptFileError(
             f"{var.where} has chunks up to byte {offset + nbytes} but the file has only "
             f"{var.ctx.file_size} bytes: the file is truncated."
@@ -212,7 +213,7 @@ def _contiguous(var: _Var) -> ManifestArray:
     ids = np.zeros(grid, dtype=np.uint32)
     offsets = np.zeros(grid, dtype=np.uint64)
     lengths = np.zeros(grid, dtype=np.uint64)
-    if present:
+    if offset is not None:
         offsets[...] = offset
         lengths[...] = nbytes
     else:

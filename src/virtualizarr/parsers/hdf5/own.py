@@ -89,7 +89,7 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
     """Our reader over ``url``: raises ParserError if it is not HDF5, Fallback if the
     file uses what we do not read."""
     from virtualizarr.io import open_source
-    from virtualizarr.io.source import LocalSource, RemoteSource
+    from virtualizarr.io.source import ByteSource, LocalSource, RemoteSource
 
     source = open_source(url, registry)
     # only a remote source merges ranges and fetches small files whole; a local one reads
@@ -101,28 +101,29 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
         # scattered metadata would otherwise cost a request per piece)
         source.read(source.size - 1, 1)
     opened = source
+    reader: ByteSource | _Whole = source
     if isinstance(source, LocalSource) and 0 < source.size <= _WHOLE_LOCAL:
         # a small local file: one pread brings it all, instead of one per header batch,
         # heap and index level (each a system call and a bytes copy)
-        source = _Whole(source)
+        reader = _Whole(source)
     try:
-        head = source.head[:8] if source.size else b""
-        if not any(source.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
+        head = reader.head[:8] if reader.size else b""
+        if not any(reader.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
             what = "is empty" if not head else f"starts with {head!r}"
             raise ParserError(
                 f"{url} is not an HDF5/NetCDF4 file: it {what}, not the HDF5 signature "
                 f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
             )
-        f = H5File(source, url)
+        f = H5File(reader, url)
         sb = read_superblock(f)
         if sb.base:  # a user block: addresses count from the superblock
             so, sl = f.so, f.sl
-            f = H5File(Based(source, sb.base), url)
+            f = H5File(Based(reader, sb.base), url)
             f.set_sizes(so, sl)
         objects = OwnObjects(f, _extended(f, sb))
-        objects.size = source.size  # manifests and their checks use absolute offsets
+        objects.size = reader.size  # manifests and their checks use absolute offsets
         if sb.base:
-            objects._abs = H5File(source, url)
+            objects._abs = H5File(reader, url)
         yield objects
     finally:
         opened.close()
