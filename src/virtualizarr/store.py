@@ -135,13 +135,11 @@ class ManifestStore(Store):
         # Records carried by the manifests (made at parse time, kept through combines,
         # pickling and reference files) come first; then what open_source saw of each file
         # in this process; ``sources`` overrides both.
-        records = records_of(n.manifest for n in self._nodes_of(group))
+        manifests = [n.manifest for n in self._nodes_of(group)]
+        records = records_of(manifests)
         if sources is None:
             urls = {
-                u
-                for node in self._nodes_of(group)
-                for u in node.manifest.table
-                if isinstance(u, str) and u not in records
+                u for m in manifests for u in m.table if isinstance(u, str) and u not in records
             }
             records.update(recorded(urls))
         else:

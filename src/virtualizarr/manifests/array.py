@@ -59,6 +59,18 @@ class ManifestArray(NDArrayOperatorsMixin):
         self._metadata = metadata
         self._manifest = chunkmanifest
 
+    def with_equal_manifest(self, manifest: ChunkManifest) -> ManifestArray:
+        """This array with ``manifest``, which must equal its own (the same grids, table
+        entries equal: a path now carrying its source record); not validated again.
+
+        >>> # arr.with_equal_manifest(arr.manifest.with_table(tagged_paths))
+        """
+        if manifest.shape_chunk_grid != self._manifest.shape_chunk_grid:
+            raise ValueError("with_equal_manifest needs a manifest of the same chunk grid")
+        out = object.__new__(type(self))
+        out._metadata, out._manifest = self._metadata, manifest
+        return out
+
     # -- attributes --------------------------------------------------------------------------
 
     @property

@@ -110,17 +110,35 @@ class SourceURL(str):
         return (SourceURL, (str(self), self.record))
 
 
-def with_records(manifest: ChunkManifest, records: Mapping[str, SourceRecord]) -> ChunkManifest:
-    """``manifest`` with the records of the paths it references attached to its table."""
+def with_records(
+    manifest: ChunkManifest,
+    records: Mapping[str, SourceRecord],
+    urls: dict[str, SourceURL] | None = None,
+) -> ChunkManifest:
+    """``manifest`` with the records of the paths it references attached to its table.
+
+    ``urls`` caches the :class:`SourceURL` made for each path, so manifests of one group
+    share them (a parser's hundreds of variables all point at the same file).
+    """
     if not records:
         return manifest
-    table = tuple(
-        SourceURL(t, records[t])
-        if isinstance(t, str) and t in records and getattr(t, "record", None) != records[t]
-        else t
-        for t in manifest.table
-    )
-    if all(a is b for a, b in zip(table, manifest.table)):
+    if urls is None:
+        urls = {}
+    old = manifest.table
+    table = list(old)
+    changed = False
+    for k, t in enumerate(old):
+        rec = records.get(t) if isinstance(t, str) else None
+        if rec is None:
+            continue
+        have = getattr(t, "record", None)
+        if have is rec or have == rec:
+            continue
+        u = urls.get(t)
+        if u is None or u.record is not rec:
+            u = urls[t] = SourceURL(t, rec)
+        table[k], changed = u, True
+    if not changed:
         return manifest
     return manifest.with_table(table)  # equal entries: the grids are shared as they are
 
@@ -129,6 +147,12 @@ def records_of(manifests: Iterable[ChunkManifest]) -> dict[str, SourceRecord]:
     """The records of the paths ``manifests`` reference, by URL (first one wins)."""
     out: dict[str, SourceRecord] = {}
     for m in manifests:
+        # used_paths costs a pass over the grid: skip tables with nothing new to give
+        # (no records, or paths already seen: a parser's variables share one file)
+        if all(
+            isinstance(t, bytes) or t in out or getattr(t, "record", None) is None for t in m.table
+        ):
+            continue
         for t in m.used_paths():
             rec = getattr(t, "record", None)
             if rec is not None:
@@ -141,15 +165,21 @@ def group_with_records(group: ManifestGroup, records: Mapping[str, SourceRecord]
 
     Returns ``group`` itself when every reference already carries its record.
     """
+    return _group_with_records(group, records, {})
+
+
+def _group_with_records(
+    group: ManifestGroup, records: Mapping[str, SourceRecord], urls: dict[str, SourceURL]
+) -> ManifestGroup:
     from virtualizarr.manifests.group import ManifestGroup
 
     if not records:
         return group
     arrays = {}
     for k, a in group.arrays.items():
-        m = with_records(a.manifest, records)
-        arrays[k] = a if m is a.manifest else type(a)(a.metadata, m)
-    groups = {k: group_with_records(g, records) for k, g in group.groups.items()}
+        m = with_records(a.manifest, records, urls)
+        arrays[k] = a if m is a.manifest else a.with_equal_manifest(m)
+    groups = {k: _group_with_records(g, records, urls) for k, g in group.groups.items()}
     if all(arrays[k] is group.arrays[k] for k in arrays) and all(
         groups[k] is group.groups[k] for k in groups
     ):

@@ -1,0 +1,86 @@
+"""Source records attached by ManifestStore: shared per file, found without a grid pass
+when nothing is new, and the values read through the store unchanged."""
+
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pytest
+import zarr
+
+from tests.conftest import requires_real_data
+from virtualizarr.manifests import ChunkManifest, ManifestArray
+from virtualizarr.manifests.metadata import create_v3_array_metadata
+from virtualizarr.manifests.sources import (
+    SourceRecord,
+    SourceURL,
+    group_with_records,
+    records_of,
+    with_records,
+)
+from virtualizarr.parsers import NetCDF3Parser
+from virtualizarr.registry import ObjectStoreRegistry
+from virtualizarr.store import ManifestStore
+from virtualizarr.testing.ground_truth import real_file
+
+MANY_VARS = "netcdf3/ref_nccopy3_subset.nc"  # 367 variables in one file
+
+
+@requires_real_data
+def test_every_variable_of_a_file_shares_one_recorded_path() -> None:
+    path = real_file(MANY_VARS)
+    store = NetCDF3Parser()(str(path), ObjectStoreRegistry())
+    arrays = store.group.arrays
+    assert len(arrays) > 300
+    tables = [a.manifest.table for a in arrays.values() if a.manifest.used_paths()]
+    entries = {id(t[0]) for t in tables}
+    assert len(entries) == 1  # one SourceURL object for the file, not one per variable
+    url = tables[0][0]
+    assert isinstance(url, SourceURL)
+    assert url.record == SourceRecord(url, path.stat().st_size, url.record.etag)
+    assert records_of(a.manifest for a in arrays.values()) == {url: url.record}
+    # a second store over the same group finds everything recorded: the group is kept
+    again = ManifestStore(store.group, registry=ObjectStoreRegistry())
+    assert again.group is store.group
+    assert group_with_records(store.group, {url: url.record}) is store.group
+
+
+@requires_real_data
+def test_values_read_through_the_recorded_store_equal_netcdf4() -> None:
+    path = real_file(MANY_VARS)
+    store = NetCDF3Parser()(str(path), ObjectStoreRegistry())
+    root = zarr.open_group(store, mode="r", zarr_format=3)
+    with netCDF4.Dataset(path) as nc:
+        names = [n for n, v in nc.variables.items() if v.dtype != str and v.size][:40]
+        assert names
+        for name in names:
+            want = nc.variables[name]
+            want.set_auto_maskandscale(False)
+            np.testing.assert_array_equal(root[name][...], want[...], err_msg=name)
+
+
+def test_a_new_record_replaces_the_old_one_and_an_unused_path_gives_none(tmp_path) -> None:
+    m = ChunkManifest.from_path_ids(
+        table=[str(tmp_path / "a.nc"), str(tmp_path / "b.nc")],
+        ids=np.zeros(2, np.uint32),
+        offsets=[0, 8],
+        lengths=[8, 8],
+    )
+    a, b = m.table  # file:// URLs
+    assert records_of([m]) == {}  # no records yet
+    old, new = SourceRecord(a, 16, "x"), SourceRecord(a, 16, "y")
+
+    tagged = with_records(m, {a: old, b: SourceRecord(b, 4)})
+    assert [getattr(t, "record", None) for t in tagged.table] == [old, SourceRecord(b, 4)]
+    assert records_of([tagged]) == {a: old}  # b is in the table, but no chunk uses it
+    assert with_records(tagged, {a: old}) is tagged  # nothing new: the same manifest
+    retagged = with_records(tagged, {a: new})
+    assert retagged.table[0].record == new
+    assert retagged == m
+    meta = create_v3_array_metadata(shape=(4,), data_type="<f4", chunk_shape=(2,))
+    other = ChunkManifest.from_path_ids(
+        table=[a], ids=np.zeros(3, np.uint32), offsets=[0, 8, 16], lengths=[8, 8, 8]
+    )
+    arr = ManifestArray(meta, m)
+    with pytest.raises(ValueError, match="same chunk grid"):
+        arr.with_equal_manifest(other)
