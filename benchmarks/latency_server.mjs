@@ -191,8 +191,8 @@ function main() {
   }
 
   // Streams bytes start..end of file f: piece 0 with the headers once the latency and its own
-  // transfer time have passed, each further piece len/bps after the previous one (or after
-  // the socket drained, if the client reads slower than that). Piece 0 is read at once.
+  // transfer time have passed, each further piece len/bps after the previous one was due (or
+  // when the socket drained, if the client reads slower than that). Piece 0 is read at once.
   function send(res, f, status, start, end, firstByte) {
     const n = end - start + 1;
     let offset = start;
@@ -223,11 +223,10 @@ function main() {
       res.write(buf);
       if (offset > end) return res.end();
       const next = readPiece();
-      const go = () => {
-        const ready = Math.max(deadline, performance.now());
-        const due = ready + (bytesPerMs && next ? next.length / bytesPerMs : 0);
-        at(due, () => writePiece(next, due, false));
-      };
+      // due len/bps after the previous piece's due time (not after it drained: the socket's
+      // own time must not slow the stream below --mbps), and never before the socket drained
+      const due = deadline + (bytesPerMs && next ? next.length / bytesPerMs : 0);
+      const go = () => at(due, () => writePiece(next, due, false));
       if (!res.writableNeedDrain) go();
       else res.once("drain", go);
     };
