@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,15 @@ pytestmark = [
 
 
 def _servers_module() -> Any:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import _support
-    finally:
-        sys.path.remove(str(BENCH))
-    return _support
+    """benchmarks/_support.py (LatencyServer), loaded by path under a name of its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_support", BENCH / "_support.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,36 @@ def _chunk_iter(d: Any) -> list[Any]:
     out: list[Any] = []
     d.id.chunk_iter(out.append)
     return out
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_latency_and_rate_are_per_response(tmp_path: Path, kind: str) -> None:
+    """50 ms before the first byte, then 10 MB/s for each response: one 1 MB GET takes at
+    least 0.15 s, and four at once take about as long (a global cap would need 0.45 s more)."""
+    import threading
+    import time
+
+    data = np.random.default_rng(1).bytes(1_000_000)
+    (tmp_path / "a.bin").write_bytes(data)
+    support = _servers_module()
+    with support.LatencyServer(tmp_path, latency_ms=50, mbps=10, kind=kind) as server:
+        got: list[bytes] = []
+
+        def fetch() -> None:
+            got.append(_ask(server.url, "GET", "/a.bin", None)[1])
+
+        t = time.perf_counter()
+        fetch()
+        one = time.perf_counter() - t
+        threads = [threading.Thread(target=fetch) for _ in range(4)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        four = time.perf_counter() - t
+        assert got == [data] * 5
+        assert one >= 0.05 + 0.1
+        assert four >= 0.15
+        assert four < 0.15 + 0.3, (one, four)
+        assert _counts(server) == {"requests": 5, "bytes": 5_000_000, "heads": 0}
