@@ -197,6 +197,7 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
             pending.append((hdr, ca, cl))
         out.append(hdr)
     seen: set[int] = set()
+    fetched: list[tuple[int, int]] = []
     rounds = 0
     while pending:
         rounds += 1
@@ -204,7 +205,7 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
         seen.update(a for _, a, _ in batch)
         if rounds > _MAX_BLOCKS or len(seen) > _MAX_BLOCKS * max(1, len(addresses)):
             raise f.corrupt("object header", "too many continuation blocks (a cycle?)")
-        blocks = f.read_many([(a, n) for _, a, n in batch], "object header continuation")
+        blocks = _read_blocks(f, [(a, n) for _, a, n in batch], fetched)
         pending = []
         _verify(
             f,
@@ -224,6 +225,38 @@ def read_headers(f: H5File, addresses: list[int]) -> list[ObjectHeader]:
                 conts = _messages(f, hdr, data, 0, n, what)
             pending.extend((hdr, ca, cl) for ca, cl in conts)
     return out
+
+
+def _read_blocks(
+    f: H5File, ranges: list[tuple[int, int]], fetched: list[tuple[int, int]]
+) -> list[bytes]:
+    """Continuation blocks at ``ranges``; from a remote file with ``_AROUND`` bytes either
+    side of each in the same request, kept in the source's cache.
+
+    A chain of continuation blocks usually lies in one place (the library appends a block
+    when a header outgrows the last one), and netCDF-4 writes a variable's chunk-index root
+    just before the block it adds later: the window brings the next links of the chain and
+    that root in the request that fetches the block, instead of one round trip each.
+    ``fetched`` holds the windows read so far for these headers (a block inside one is
+    read exactly: a window around it would fetch a few more bytes in a request of its own).
+    """
+    if not getattr(f.source, "expands", False):  # a local file: read exactly
+        return f.read_many(ranges, "object header continuation")
+    for a, n in ranges:
+        f.check(a, n, "object header continuation")
+    windows = []
+    for a, n in ranges:
+        if any(lo <= a and a + n <= hi for lo, hi in fetched):
+            windows.append((a, a + n))  # in an earlier window: cached, read exactly
+        else:
+            windows.append((max(0, a - _AROUND), min(f.size, a + n + _AROUND)))
+    got = f.read_many([(lo, hi - lo) for lo, hi in windows], "object header continuation")
+    fetched.extend(windows)
+    return [d[a - lo : a - lo + n] for (a, n), (lo, _), d in zip(ranges, windows, got)]
+
+
+_AROUND = 16 * 1024
+"""Bytes read either side of a continuation block of a remote file (see _read_blocks)."""
 
 
 def _verify(f: H5File, blocks: list[tuple[str, bytes]]) -> None:
