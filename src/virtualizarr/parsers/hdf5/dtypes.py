@@ -102,13 +102,27 @@ def classify(dset: Any) -> tuple[TypeInfo, np.dtype]:
         key = None
     got = _BY_ENCODING.get(key) if key is not None else None
     if got is None:
-        dt = dset.dtype
-        got = (_classify(dt, tid), dt)
+        try:
+            dt = dset.dtype
+        except TypeError as e:  # h5py has no numpy dtype for it (a 3-byte integer, ...)
+            got = (TypeInfo("skip", None, _no_numpy_type(tid, e)), np.dtype(f"V{tid.get_size()}"))
+        else:
+            got = (_classify(dt, tid), dt)
         if key is not None:
             if len(_BY_ENCODING) >= _CACHE_SIZE:
                 _BY_ENCODING.clear()
             _BY_ENCODING[key] = got
     return got
+
+
+def _no_numpy_type(tid: Any, error: TypeError) -> str:
+    """Why a type h5py cannot convert to numpy is skipped (a skipped variable's reason)."""
+    from h5py import h5t
+
+    size = tid.get_size()
+    if tid.get_class() == h5t.INTEGER:
+        return f"an integer type of {size} bytes has no numpy or Zarr data type"
+    return f"its HDF5 type ({size} bytes) has no numpy data type: {error}"
 
 
 def _classify(dt: np.dtype, tid: Any) -> TypeInfo:
