@@ -63,6 +63,10 @@ from virtualizarr.mfdataset.executors import _process_pool
 pool = _process_pool(1)
 print(pool._mp_context.get_start_method())
 assert pool.submit(sum, [1, 2]).result() == 3
+# forked with the client's objects frozen: the workers' GC never walks them; ours does
+import gc
+assert gc.get_freeze_count() == 0
+assert pool.submit(gc.get_freeze_count).result() > 0
 pool.shutdown()
 if sys.argv[1] == "io":
     import obstore
