@@ -726,10 +726,6 @@ def create_raw(f: Any, name: str, h5type: Any, data: np.ndarray) -> None:
     did.write(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=h5type)
 
 
-def _null_dataspace(f: Any) -> None:
-    f.create_dataset("empty", data=h5py.Empty("f4"))
-
-
 def _bitfield(f: Any) -> None:
     create_raw(f, "bits", h5py.h5t.STD_B8LE, np.array([1, 2, 4, 8], "u1"))
 
@@ -740,7 +736,6 @@ def _region_references(f: Any) -> None:
 
 
 FALLBACKS = {  # what is in the file, and what our reader names falling back to h5py
-    "null dataspace": (_null_dataspace, r"dataset '/empty' with a null dataspace"),
     "bitfield type": (_bitfield, r"datatype class 4 \(bitfield\)"),
     "region references": (_region_references, r"region references"),
 }
@@ -757,10 +752,22 @@ def test_structures_left_to_h5py(hdf_parse: HDFParse, tmp_path: Path, case: str)
     if case == "region references":
         assert "'regions' skipped: HDF5 object/region references" in skipped
         assert set(store.group.arrays) == {"v"}
-    if case == "null dataspace":  # a scalar without a value, as h5netcdf shows it
-        assert store.group["empty"].shape == ()
-        assert store.group["empty"].manifest.missing.all()
-    assert_same_as_h5py(store, path, skip={"empty"})
+    assert_same_as_h5py(store, path)
+
+
+def test_null_dataspace_is_skipped(hdf_parse: HDFParse, tmp_path: Path) -> None:
+    """A dataset with a null dataspace (``h5py.Empty``) holds no values: skipped on both
+    engines (as a scalar without a chunk it read back as an invented 0.0)."""
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f["v"] = np.arange(10)
+        f.create_dataset("empty", data=h5py.Empty("f4"))
+    with h5py.File(path, "r") as f:
+        assert f["empty"].shape is None  # h5py's view of a null dataspace
+    store, skipped = parse_warned(hdf_parse, path)
+    assert "f.h5: variable 'empty' skipped: null dataspace: it holds no values" in skipped
+    assert set(store.group.arrays) == {"v"}
+    assert_same_as_h5py(store, path)
 
 
 def test_integer_of_three_bytes_is_skipped(hdf_parse: HDFParse, tmp_path: Path) -> None:

@@ -147,6 +147,9 @@ def build_array(
     ctx: ParseContext, dset: DatasetNode, path: str, group: str
 ) -> ManifestArray | None:
     """The virtual array of ``dset``, or None (with a warning) when it cannot be represented."""
+    if dset.null:  # a scalar read back from no chunk would invent its fill value
+        skip(ctx, path, "null dataspace: it holds no values")
+        return None
     try:
         info, h5dtype = ctx.objects.classify(dset)
         if info.kind == "skip":

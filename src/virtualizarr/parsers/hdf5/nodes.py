@@ -52,6 +52,8 @@ class DatasetNode(Node):
     maxshape: tuple[int | None, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     """Per-dataset cache of the engine (creation property list, parsed messages)."""
+    null: bool = False
+    """A null dataspace (``h5py.Empty``): no values at all, not even a scalar's."""
 
     @property
     def ndim(self) -> int:

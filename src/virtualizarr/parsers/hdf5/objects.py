@@ -219,7 +219,12 @@ class Objects:
         if isinstance(obj, h5py.Dataset):
             shape = obj.shape
             return DatasetNode(
-                obj.name, obj.id, obj, () if shape is None else shape, obj.maxshape or ()
+                obj.name,
+                obj.id,
+                obj,
+                () if shape is None else shape,
+                obj.maxshape or (),
+                null=shape is None,  # h5py.Empty
             )
         if isinstance(obj, h5py.Group):
             return GroupNode(obj.name, obj.id, obj)

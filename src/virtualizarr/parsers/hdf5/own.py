@@ -265,8 +265,8 @@ class OwnObjects:
                     raise self.f.corrupt(f"dataset {path!r}", "no dataspace message")
                 space = parse_dataspace(self.f, space_body, f"dataset {path!r}")
                 self._spaces[hdr.address] = space
-            if space.shape is None:
-                raise Fallback(f"dataset {path!r} with a null dataspace")
+            if space.shape is None:  # no values: skipped by the parser
+                return DatasetNode(path, hdr.address, hdr, (), (), null=True)
             return DatasetNode(path, hdr.address, hdr, space.shape, space.maxshape or ())
         if is_group(hdr):
             return GroupNode(path, hdr.address, hdr)
@@ -310,7 +310,7 @@ class OwnObjects:
 
     def _renamed(self, node: Node, path: str) -> Node:
         if isinstance(node, DatasetNode):
-            return DatasetNode(path, node.key, node.raw, node.shape, node.maxshape)
+            return DatasetNode(path, node.key, node.raw, node.shape, node.maxshape, null=node.null)
         return type(node)(path, node.key, node.raw)
 
     def _soft(self, group: GroupNode, target: str, hops: int) -> Node | None:
