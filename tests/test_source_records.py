@@ -3,6 +3,8 @@ when nothing is new, and the values read through the store unchanged."""
 
 from __future__ import annotations
 
+import os
+
 import netCDF4
 import numpy as np
 import pytest
@@ -84,3 +86,27 @@ def test_a_new_record_replaces_the_old_one_and_an_unused_path_gives_none(tmp_pat
     arr = ManifestArray(meta, m)
     with pytest.raises(ValueError, match="same chunk grid"):
         arr.with_equal_manifest(other)
+
+
+@requires_real_data
+def test_async_local_reads_notice_a_rewritten_source(tmp_path) -> None:
+    """store.get (async) checks the file's stat against its record on every read, also
+    after a read that found it unchanged."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from virtualizarr.errors import SourceChangedError
+
+    path = tmp_path / "copy.nc"
+    path.write_bytes(real_file(MANY_VARS).read_bytes())
+    store = NetCDF3Parser()(str(path), ObjectStoreRegistry())
+    name = next(n for n, a in store.group.arrays.items() if a.manifest.used_paths())
+    key = f"{name}/c/" + "/".join("0" * len(store.group.arrays[name].metadata.shape))
+    proto = default_buffer_prototype()
+    first = sync(store.get(key, proto))
+    assert sync(store.get(key, proto)).to_bytes() == first.to_bytes()
+    st = path.stat()
+    path.write_bytes(path.read_bytes())  # same bytes and size, a new modification time
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(SourceChangedError, match=r"copy\.nc"):
+        sync(store.get(key, proto))

@@ -182,7 +182,7 @@ class ChunkReader:
                 st = os.stat(path)
             except OSError as e:
                 raise ChunkReadError(f"Cannot read {url}: {e.strerror}") from e
-            rec.check(st.st_size, local_etag(st), when=" since it was virtualized")
+            self._check_stat(url, st, rec)
 
     def _read_local(
         self, url: str, path: str, starts: Sequence[int], lengths: Sequence[int]
@@ -211,7 +211,9 @@ class ChunkReader:
         return data
 
     def _check_fd(self, url: str, fd: int, rec: SourceRecord) -> None:
-        st = os.fstat(fd)
+        self._check_stat(url, os.fstat(fd), rec)
+
+    def _check_stat(self, url: str, st: os.stat_result, rec: SourceRecord) -> None:
         seen = (st.st_size, st.st_ino, st.st_mtime_ns)
         if self._local_ok.get(url) != seen:  # spelling the ETag costs more than a read
             rec.check(st.st_size, local_etag(st), when=" since it was virtualized")
