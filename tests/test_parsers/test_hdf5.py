@@ -23,6 +23,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from tests._support import http_served
 from tests.conftest import HDF5_ENGINES, HDFParse, HTTPServer, real_files
 from virtualizarr.errors import (
     CorruptFileError,
@@ -818,24 +819,6 @@ def test_reads_over_http(hdf_parse: HDFParse, kitchen_nc: Path, http_server: HTT
     assert_same_dataset(open_store(store), open_h5netcdf(kitchen_nc))
 
 
-@pytest.mark.parametrize(
-    "hdf_engine",
-    [
-        pytest.param(
-            "own",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 11 wants a 5 MB netCDF-4 file in <= 4 requests; our reader "
-                "fetches metadata only, and this file's lies in 7 places more than 256 KiB "
-                "apart (the first MiB, a continuation block with a B-tree root before it, "
-                "and 5 more chunk-index nodes between the data): 7 requests in 4 round trips "
-                "(8 before continuation blocks were read with 16 KiB around; the h5py "
-                "engine: 4 by reading 1 MiB past each miss, 4 MB in all)",
-            ),
-        ),
-        "h5py",
-    ],
-)
 def test_five_mb_netcdf4_in_four_requests(hdf_parse: HDFParse, http_server: HTTPServer) -> None:
     path = http_server.mkdir() / "five.nc"
     rng = np.random.default_rng(0)
@@ -851,7 +834,9 @@ def test_five_mb_netcdf4_in_four_requests(hdf_parse: HDFParse, http_server: HTTP
     assert 5_000_000 < path.stat().st_size < 5_500_000
     store = hdf_parse(http_server.url_for(path))
     assert len(store.group["t2m"].manifest.used_paths()) == 1
-    assert len(served(http_server, path)) <= 4, served(http_server, path)
+    requests = served(http_server, path)
+    assert len(requests) <= 4, requests
+    assert http_served(http_server, path)[1] <= 1.1 * path.stat().st_size + 64 * 1024
 
 
 @pytest.mark.parametrize("hdf_engine", ["own"])

@@ -15,7 +15,7 @@ Remote files (anything not served by the registry's own ``LocalStore``):
   carries the size and ETag (no separate HEAD), and a file smaller than that comes whole;
 - fetched bytes stay in a sparse cache, so no byte is fetched twice by one source;
   a miss fetches the missing bytes plus at most ``read_ahead`` more (and 64 KiB before);
-- a file of at most ``whole_below`` bytes (``WHOLE_BELOW``, 4 MiB) is fetched whole at its
+- a file of at most ``whole_below`` bytes (``WHOLE_BELOW``, 6 MiB) is fetched whole at its
   first miss (one more round trip at most); a larger one only where the parse reads, unless
   a parse keeps missing (``WHOLE_AFTER_MISSES``): then the rest comes whole if it is at most
   ``WHOLE_REST_BELOW``. Most files need 1-2 requests (see ``docs/formats.md``);
@@ -89,22 +89,23 @@ READ_AHEAD = 1 << 20
 READ_BEHIND = 64 << 10
 """Bytes before a remote cache miss fetched with it (h5py reads a B-tree node, then just before it)."""
 
-WHOLE_BELOW = 4 << 20
+WHOLE_BELOW = 6 << 20
 """Remote files up to this size are fetched whole at their first cache miss; larger ones
 only where the parse reads (plus ``READ_AHEAD``).
 
 Measured with ``benchmarks/remote.py`` (30 ms per request, 200 MB/s per connection): one
-round trip costs as long as 6 MB of transfer, so the rest of a file below 4 MiB (at most
-3 MiB past the 1 MiB head) costs less than the one round trip it saves, and HDF5 files
-whose metadata is spread through them would otherwise cost dozens
-(``NEONDSTowerTemperatureData.hdf5``, 3.0 MB: 57 requests piecewise, 2 whole). Above it,
-fetching whole moves bytes nobody reads, and many files opened at once share the bandwidth:
-100 netCDF-4 files of 9-13 MB with ``parallel="threads"`` moved 932 MB in 200 requests
-whole (16 MiB threshold) against 107 MB in 800 requests piecewise: 2.1-2.3 s against 4.1 s
-with 64 threads on a 2-core machine at load ~8 (``virtualizarr.mfdataset.REMOTE_THREADS``).
-Every real sample file stays at 1-2 requests (``tests/test_io_policy.py``). The price: one
-such file opened alone takes 8 requests, 1.1 MB, 0.4-0.6 s instead of 2 requests, 12 MB,
-0.2-0.3 s (its B-tree nodes are read variable by variable, one round trip each).
+round trip costs as long as 6 MB of transfer, so the rest of a file up to 6 MiB (at most
+5 MiB past the 1 MiB head) costs less than one round trip more, and metadata-only reading
+of such a file takes several: HDF5 files whose metadata is spread through them cost dozens
+(``NEONDSTowerTemperatureData.hdf5``, 3.0 MB: 57 requests piecewise, 2 whole), and a 5.2 MB
+netCDF-4 file of 4 chunked variables 7 requests in 4 round trips (its chunk-index nodes lie
+between the data) against 2 whole. Above it, fetching whole moves bytes nobody reads, and
+many files opened at once share the bandwidth: 100 netCDF-4 files of 9-13 MB with
+``parallel="threads"`` moved 932 MB in 200 requests whole (16 MiB threshold) against 107 MB
+in 800 requests piecewise: 2.1-2.3 s against 4.1 s with 64 threads on a 2-core machine at
+load ~8 (``virtualizarr.mfdataset.REMOTE_THREADS``). Every real sample file stays at 1-2
+requests (``tests/test_io_policy.py``). The price: one 12.9 MB file opened alone takes 6
+requests and 1.1 MB instead of 2 requests and 12.9 MB.
 """
 
 WHOLE_AFTER_MISSES = 8
