@@ -128,7 +128,9 @@ def with_records(
     table = list(old)
     changed = False
     for k, t in enumerate(old):
-        rec = records.get(t) if isinstance(t, str) else None
+        if not isinstance(t, str):
+            continue
+        rec = records.get(t)
         if rec is None:
             continue
         have = getattr(t, "record", None)
