@@ -296,6 +296,40 @@ class ChunkManifest:
         self._set(table, ids, offsets, lengths)
         return self
 
+    @classmethod
+    def one_chunk(
+        cls, path: str | bytes, offset: int | None, length: int, grid: tuple[int, ...]
+    ) -> ChunkManifest:
+        """A manifest whose grid ``grid`` (all 1: one chunk; a 0 for an array with a
+        zero-length axis: no chunk) holds ``offset``/``length`` of ``path`` (already
+        normalized), the chunk missing when ``offset`` is None.
+
+        What :meth:`from_path_ids` would make of these, without its checks and ~10 numpy
+        calls: a file of thousands of small contiguous datasets makes one per dataset.
+
+        >>> m = ChunkManifest.one_chunk("file:///data/a.nc", 96, 40, (1, 1))
+        >>> m.shape_chunk_grid, m.get_entry((0, 0))
+        ((1, 1), {'path': 'file:///data/a.nc', 'offset': 96, 'length': 40})
+        """
+        if offset is None or not all(grid):
+            ids = np.full(grid, MISSING, dtype=np.uint32)
+            offsets = np.zeros(grid, dtype=np.uint64)
+            lengths = np.zeros(grid, dtype=np.uint64)
+        else:
+            if offset < 0 or length < 0:
+                raise InvalidManifestError(
+                    f"offsets and lengths must be >= 0, got {offset} and {length}."
+                )
+            ids = np.zeros(grid, dtype=np.uint32)
+            offsets = np.full(grid, offset, dtype=np.uint64)
+            lengths = np.full(grid, length, dtype=np.uint64)
+        # fresh arrays nobody else holds: mark them read-only in place (no views)
+        for a in (ids, offsets, lengths):
+            a.flags.writeable = False
+        self = cls.__new__(cls)
+        self._table, self._ids, self._offsets, self._lengths = (path,), ids, offsets, lengths
+        return self
+
     def with_table(self, table: Sequence[str | bytes]) -> ChunkManifest:
         """This manifest with its table's entries replaced by equal ones (a path carrying
         its source record, say); the grids are shared, nothing is validated again.

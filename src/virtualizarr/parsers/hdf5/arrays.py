@@ -212,18 +212,10 @@ def _contiguous(var: _Var) -> ManifestArray:
             f"{var.where} has chunks up to byte {offset + nbytes} but the file has only "
             f"{var.ctx.file_size} bytes: the file is truncated."
         )
-    # one chunk (or none for a zero-length axis): np.zeros and a store cost less than np.full
-    ids = np.zeros(grid, dtype=np.uint32)
-    offsets = np.zeros(grid, dtype=np.uint64)
-    lengths = np.zeros(grid, dtype=np.uint64)
-    if offset is not None:
-        offsets[...] = offset
-        lengths[...] = nbytes
-    else:
-        ids[...] = MISSING
-    manifest = ChunkManifest.from_path_ids(
-        table=[var.ctx.url], ids=ids, offsets=offsets, lengths=lengths, normalize=False
-    )  # the url is normalized by the parser
+    # one chunk (or none for a zero-length axis), built without from_path_ids' checks:
+    # a file of thousands of small datasets makes one per dataset
+    manifest = ChunkManifest.one_chunk(var.ctx.url, offset, nbytes, grid)
+    # the url is normalized by the parser
     return ManifestArray(var.metadata(inline_chunk_shape(var.shape), [], codec_key=()), manifest)
 
 
