@@ -9,6 +9,7 @@ written by hand for the spec corners (version 0, templates, gen, relative paths)
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import shutil
 import warnings
@@ -157,9 +158,8 @@ def test_old_references_rewritten_to_icechunk(nc_file: Path, tmp_path: Path) -> 
 
 
 def test_kerchunk_hdf5_references_of_tmp_file(nc_file: Path, tmp_path: Path) -> None:  # noqa: F811
-    from kerchunk.hdf import SingleHdf5ToZarr
 
-    refs = SingleHdf5ToZarr(str(nc_file), inline_threshold=300).translate()
+    refs = kerchunk_hdf5(nc_file, 300)
     assert any(
         isinstance(v, str) and k[-1].isdigit() for k, v in refs["refs"].items()
     )  # some inlined
@@ -172,9 +172,8 @@ def test_kerchunk_hdf5_references_of_tmp_file(nc_file: Path, tmp_path: Path) -> 
 
 def test_kerchunk_parquet_references(nc_file: Path, tmp_path: Path) -> None:  # noqa: F811
     from kerchunk.df import refs_to_dataframe
-    from kerchunk.hdf import SingleHdf5ToZarr
 
-    refs = SingleHdf5ToZarr(str(nc_file), inline_threshold=300).translate()
+    refs = kerchunk_hdf5(nc_file, 300)
     refs_to_dataframe(refs, str(tmp_path / "k.parq"), record_size=5)
     store = KerchunkParquetParser()(str(tmp_path / "k.parq"), REG)
     got = raw_arrays(store)
@@ -203,14 +202,31 @@ KERCHUNK_HDF5 = [
 ]
 
 
+def kerchunk_hdf5(path: Path, inline_threshold: int) -> dict:
+    """kerchunk's references for an HDF5 file, translated with the garbage collector off.
+
+    kerchunk walks the file in h5py's ``visititems`` (h5py's global lock held) and waits there
+    for zarr's I/O thread; a collection that runs in that thread and frees an h5py object
+    needs the same lock, so the two wait for each other (seen once: a CI run hung here).
+    """
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return SingleHdf5ToZarr(str(path), inline_threshold=inline_threshold).translate()
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @requires_real_data
 @pytest.mark.parametrize("rel", KERCHUNK_HDF5)
 def test_kerchunk_hdf5_references_of_real_files(rel: str, tmp_path: Path) -> None:
-    from kerchunk.hdf import SingleHdf5ToZarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kerchunk's own deprecation chatter
-        refs = SingleHdf5ToZarr(str(real_file(rel)), inline_threshold=100).translate()
+        refs = kerchunk_hdf5(real_file(rel), 100)
     got = raw_arrays(KerchunkJSONParser()(write_json(tmp_path / "k.json", refs), REG))
     expected = _gt_vars(rel)
     assert got, rel
