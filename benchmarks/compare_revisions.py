@@ -346,28 +346,13 @@ def job_kerchunk(p: dict) -> Job:
 def job_icechunk(p: dict) -> Job:
     """to_icechunk of 1,000,000 references (1,000 files that need not exist) + commit."""
     import icechunk
-    import numpy as np
-    import xarray as xr
 
-    from virtualizarr.manifests import ChunkManifest, ManifestArray
-    from virtualizarr.manifests.metadata import create_v3_array_metadata
     from virtualizarr.writers.icechunk import to_icechunk
 
-    side, n_files = 1000, 1000
-    grid = (side, side)
-    manifest = ChunkManifest.from_path_ids(
-        table=[f"s3://bucket/data/file_{i:05d}.nc" for i in range(n_files)],
-        ids=(np.arange(side * side, dtype=np.uint32) % n_files).reshape(grid),
-        offsets=np.arange(side * side, dtype=np.uint64).reshape(grid) * 4096,
-        lengths=np.full(grid, 4096, dtype=np.uint64),
-    )
-    meta = create_v3_array_metadata(
-        shape=(side * 32, side * 32),
-        data_type="<f4",
-        chunk_shape=(32, 32),
-        dimension_names=["y", "x"],
-    )
-    ds = xr.Dataset({"v": xr.Variable(("y", "x"), ManifestArray(meta, manifest))})
+    sys.path.insert(0, str(HERE))  # icechunk_write.py builds the same dataset through the API
+    from icechunk_write import virtual_dataset
+
+    ds = virtual_dataset(1_000_000, n_files=1000)
     state: dict[str, Any] = {}
 
     def prep() -> None:
