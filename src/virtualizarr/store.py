@@ -254,13 +254,20 @@ class ManifestStore(Store):
             if tail is None:
                 idx: tuple[int, ...] = ()
             else:
-                parts = tail.split("/")
-                if not all(p.isascii() and p.isdigit() for p in parts):
+                # ASCII digits and slashes only (int() alone would take "+1", " 1", "1_0");
+                # an empty part ("1//2") fails int()
+                if not (tail.isascii() and tail.replace("/", "").isdigit()):
                     return None
-                idx = tuple(map(int, parts))
+                try:
+                    idx = tuple(map(int, tail.split("/")))
+                except ValueError:
+                    return None
             grid = fast.manifest.shape_chunk_grid
-            if len(idx) != len(grid) or any(j >= g for j, g in zip(idx, grid)):
+            if len(idx) != len(grid):
                 return None
+            for j, g in zip(idx, grid):  # a loop: ~2x cheaper than any() over a generator
+                if j >= g:
+                    return None
             return head, fast, idx
         parts = key.split("/")
         for i in range(len(parts) - 1, -1, -1):

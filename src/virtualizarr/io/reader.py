@@ -182,7 +182,8 @@ class ChunkReader:
                 st = os.stat(path)
             except OSError as e:
                 raise ChunkReadError(f"Cannot read {url}: {e.strerror}") from e
-            self._check_stat(url, st, rec)
+            if self._local_ok.get(url) != (st.st_size, st.st_ino, st.st_mtime_ns):
+                self._check_stat(url, st, rec)
 
     def _read_local(
         self, url: str, path: str, starts: Sequence[int], lengths: Sequence[int]
@@ -234,7 +235,9 @@ class ChunkReader:
             ) from e
         try:
             if rec is not None:
-                self._check_fd(url, fd, rec)
+                st = os.fstat(fd)
+                if self._local_ok.get(url) != (st.st_size, st.st_ino, st.st_mtime_ns):
+                    self._check_stat(url, st, rec)
             data = os.pread(fd, length, start)
             if 0 < len(data) < length:  # one call returns at most ~2 GiB on Linux
                 data = read_local_ranges_fd(fd, (start,), (length,))[0]
