@@ -184,6 +184,28 @@ def test_local_source(tmp_path: Path) -> None:
         assert rec == SourceRecord(src.url, len(data), src.etag)
 
 
+def test_local_source_reads_the_head_once_and_joins_near_ranges(tmp_path: Path) -> None:
+    """Reads inside the head come from it, and a batch's ranges a few KiB apart share a
+    ``pread``: each syscall releases the GIL, which threads parsing at once pay for."""
+    data = payload(300_000, seed=5)
+    path = tmp_path / "h.bin"
+    path.write_bytes(data)
+    with open_source(str(path)) as src:
+        head = src.head
+        before = src.stats.requests
+        assert src.read(10, 100) == data[10:110]
+        assert src.read_many([(0, 8), (len(head) - 4, 4)]) == [data[:8], head[-4:]]
+        assert src.stats.requests == before  # all within the head
+        far = len(head) + 50_000
+        ranges = [(far + 3000, 100), (far, 100), (far + 150_000, 10), (far + 150, 7), (5, 5)]
+        got = src.read_many(ranges)
+        assert got == [data[o : o + n] for o, n in ranges]
+        # far..far+3100 in one pread, the range 150 kB on in another, (5, 5) from the head
+        assert src.stats.requests == before + 2
+        # past the end: clipped, as read() clips
+        assert src.read_many([(len(data) - 2, 10), (len(data) + 5, 3)]) == [data[-2:], b""]
+
+
 def test_s3_counts_and_etag_change(s3_server: S3Server) -> None:
     bucket = s3_server.make_bucket()
     data = payload(12 * MiB, seed=4)

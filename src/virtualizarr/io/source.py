@@ -524,12 +524,40 @@ class LocalSource(ByteSource):
 
     def read(self, offset: int, length: int) -> bytes:
         lo, hi = _clip(offset, length, self.size)
-        return self._pread(lo, hi) if hi > lo else b""
+        if hi <= lo:
+            return b""
+        head = self._head
+        if head is not None and hi <= len(head):
+            # a parse reads its header structures again and again: each pread would
+            # release the GIL, and parsing on threads pays a handoff per release
+            return head[lo:hi]
+        return self._pread(lo, hi)
 
     def read_many(
         self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
     ) -> list[bytes]:
-        return [self.read(o, n) for o, n in ranges]
+        """Each range's bytes; ranges at most ``SMALL_GAP`` apart come from one ``pread``
+        (B-tree siblings often sit side by side: one syscall instead of several)."""
+        wanted = [_clip(o, n, self.size) for o, n in ranges]
+        head = self._head
+        limit = len(head) if head is not None else 0
+        out: list[bytes] = [b""] * len(wanted)
+        todo = sorted((lo, hi, i) for i, (lo, hi) in enumerate(wanted) if hi > lo and hi > limit)
+        for i, (lo, hi) in enumerate(wanted):
+            if lo < hi <= limit:
+                out[i] = head[lo:hi]  # type: ignore[index]
+        k = 0
+        while k < len(todo):
+            lo, hi, _ = todo[k]
+            j = k + 1
+            while j < len(todo) and todo[j][0] <= hi + SMALL_GAP:
+                hi = max(hi, todo[j][1])
+                j += 1
+            data = self._pread(lo, hi)
+            for a, b, i in todo[k:j]:
+                out[i] = data[a - lo : b - lo]
+            k = j
+        return out
 
     def as_file(self) -> io.RawIOBase:
         return _LocalFile(self)
