@@ -95,21 +95,38 @@ def threads_rows(files: list[Path], threads: int, base: str | None) -> None:
                 ),
             )
         )
-    for name, batch, make in where:
-        for engine in ("h5py", "own"):
-            t = time.perf_counter()
-            for u in batch:
-                parse(u, engine, make())
-            serial = time.perf_counter() - t
-            t = time.perf_counter()
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda u, e=engine, m=make: parse(u, e, m()), batch))
-            par = time.perf_counter() - t
-            print(
-                f"{name} {engine}: 8 parses serial {serial:.3f} s, {threads} threads {par:.3f} s "
-                f"({par / serial:.2f}x)",
-                flush=True,
-            )
+    import gc
+    import statistics
+
+    # one parse takes a few ms locally: rounds alternate serial and threaded, and the
+    # collector is frozen so that a full collection does not land in one of them
+    gc.collect()
+    gc.freeze()
+    pool = ThreadPoolExecutor(threads)
+    try:
+        for name, batch, make in where:
+            rounds = 15 if name == "local" else 3
+            for engine in ("h5py", "own"):
+                list(pool.map(lambda u, e=engine, m=make: parse(u, e, m()), batch))  # warm
+                serial, par = [], []
+                for _ in range(rounds):
+                    t = time.perf_counter()
+                    for u in batch:
+                        parse(u, engine, make())
+                    serial.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    list(pool.map(lambda u, e=engine, m=make: parse(u, e, m()), batch))
+                    par.append(time.perf_counter() - t)
+                s_med, p_med = statistics.median(serial), statistics.median(par)
+                print(
+                    f"{name} {engine}: 8 parses, median of {rounds} alternating rounds: serial "
+                    f"{s_med:.3f} s, {threads} threads {p_med:.3f} s ({p_med / s_med:.2f}x; "
+                    f"best {min(par) / min(serial):.2f}x)",
+                    flush=True,
+                )
+    finally:
+        pool.shutdown()
+        gc.unfreeze()
 
 
 def _small_files(n: int) -> list[Path]:

@@ -504,6 +504,7 @@ class LocalSource(ByteSource):
             raise SourceReadError(f"Cannot read {url}: not a regular file")
         self.size = st.st_size
         self.etag = local_etag(st)
+        self.device = st.st_dev
         self._head: bytes | None = None
 
     @property

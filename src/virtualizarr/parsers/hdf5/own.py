@@ -90,6 +90,7 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
     file uses what we do not read."""
     from virtualizarr.io import open_source
     from virtualizarr.io.source import ByteSource, LocalSource, RemoteSource
+    from virtualizarr.io.turns import parse_turn
 
     source = open_source(url, registry)
     # only a remote source merges ranges and fetches small files whole; a local one reads
@@ -107,24 +108,25 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
         # heap and index level (each a system call and a bytes copy)
         reader = _Whole(source)
     try:
-        head = reader.head[:8] if reader.size else b""
-        if not any(reader.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
-            what = "is empty" if not head else f"starts with {head!r}"
-            raise ParserError(
-                f"{url} is not an HDF5/NetCDF4 file: it {what}, not the HDF5 signature "
-                f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
-            )
-        f = H5File(reader, url)
-        sb = read_superblock(f)
-        if sb.base:  # a user block: addresses count from the superblock
-            so, sl = f.so, f.sl
-            f = H5File(Based(reader, sb.base), url)
-            f.set_sizes(so, sl)
-        objects = OwnObjects(f, _extended(f, sb))
-        objects.size = reader.size  # manifests and their checks use absolute offsets
-        if sb.base:
-            objects._abs = H5File(reader, url)
-        yield objects
+        with parse_turn(source):  # threads parsing local files take turns (io.turns)
+            head = reader.head[:8] if reader.size else b""
+            if not any(reader.read(o, 8) == SIGNATURE for o in (0, 512, 1024, 2048)):
+                what = "is empty" if not head else f"starts with {head!r}"
+                raise ParserError(
+                    f"{url} is not an HDF5/NetCDF4 file: it {what}, not the HDF5 signature "
+                    f"{SIGNATURE!r}. Use the parser for its format (NetCDF3 files start with b'CDF')."
+                )
+            f = H5File(reader, url)
+            sb = read_superblock(f)
+            if sb.base:  # a user block: addresses count from the superblock
+                so, sl = f.so, f.sl
+                f = H5File(Based(reader, sb.base), url)
+                f.set_sizes(so, sl)
+            objects = OwnObjects(f, _extended(f, sb))
+            objects.size = reader.size  # manifests and their checks use absolute offsets
+            if sb.base:
+                objects._abs = H5File(reader, url)
+            yield objects
     finally:
         opened.close()
 

@@ -123,12 +123,14 @@ class HDFParser:
         url = normalize_path(url)
         registry = registry if registry is not None else ObjectStoreRegistry()
         if self.engine == "own":
+            from virtualizarr.io.turns import local_parse_turn
             from virtualizarr.parsers.hdf5.own import Fallback, open_own
 
             try:
-                with open_own(url, registry) as objects:
+                # threads parsing local files take turns (see virtualizarr.io.turns)
+                with local_parse_turn(url, registry), open_own(url, registry) as objects:
                     group = self._build(objects, url, objects.size)
-                return ManifestStore(group, registry=registry)
+                    return ManifestStore(group, registry=registry)
             except Fallback as e:
                 log.info("%s: read with h5py: our HDF5 reader does not implement %s", url, e)
             except (FileNotFoundError, VirtualiZarrError) as e:
