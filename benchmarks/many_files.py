@@ -6,6 +6,7 @@ patched into the copy (so making 100k files takes seconds, not an hour). Cached 
 ``--folder`` between runs (~18 KB per file).
 
     python benchmarks/many_files.py [--sizes 1000,10000] [--modes serial,threads,processes,dask]
+        # add 2xserial (after serial) for two serial runs at once: what 2 busy processes get
                                     [--kerchunk-max 1000] [--folder /tmp/vz_many_files]
 
 Each measurement runs in a fresh Python process (so peak RSS is that of one run):
@@ -183,6 +184,42 @@ def _memory_only(folder: Path, n: int) -> dict:
     }
 
 
+def _two_serial(folder: Path, n: int, serial: float | None) -> None:
+    """Two serial runs of the same ``n`` files at once, in two processes: what two busy
+    processes get from this machine's two cores (``--modes ...,2xserial`` after ``serial``).
+
+    Each does the same work as the serial row, alone on "its" core; on a machine whose
+    cores are independent, each takes the serial row's time. The factor by which they take
+    longer bounds what ``parallel="processes"`` can reach: about ``0.5 x factor`` of serial.
+    """
+    cmd = [sys.executable, __file__, "--folder", str(folder), "--one", str(n), "serial"]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    rows = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode:
+            print(f"| {n} | 2 x serial at once | failed: {err.strip().splitlines()[-1]} |")
+            return
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    walls = [r["wall"] for r in rows]
+    factor = f"{sum(walls) / 2 / serial:.2f}x serial each" if serial else ""
+    print(
+        f"| {n:,} | 2 x serial at once | {walls[0]:.1f}, {walls[1]:.1f} | "
+        f"{rows[0]['cpu']:.1f}, {rows[1]['cpu']:.1f} | | {factor} | | | |",
+        flush=True,
+    )
+    if serial:
+        print(
+            f"  (two busy processes each run {sum(walls) / 2 / serial:.2f}x slower than one "
+            f"alone: processes/dask cannot go much below {sum(walls) / 4 / serial:.2f}x serial "
+            "here)",
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000")
@@ -219,6 +256,9 @@ def main() -> None:
     for n, modes in runs:
         serial = None
         for mode in modes:
+            if mode == "2xserial":
+                _two_serial(folder, n, serial)
+                continue
             proc = subprocess.run(
                 [sys.executable, __file__, "--folder", str(folder), "--one", str(n), mode],
                 capture_output=True,

@@ -7,8 +7,9 @@ workload, the requests, bytes, seconds and server CPU seconds of VirtualiZarr (d
 of its h5py path (``HDFParser(engine="h5py")``) and of kerchunk over fsspec, side by side
 (the Python server's own CPU, ~0.5 ms per request on this machine, is part of the seconds):
 
-- one NetCDF4 file (3 variables x 96 chunks, 12.9 MB; issue 10 calls it "5 MB"), coordinates
-  loaded;
+- one NetCDF4 file of 3 variables x 96 chunks with coordinates loaded, as in issue 10's first
+  row: a 4.8 MB one (values kept to 3 decimals) and the 12.9 MB first file of ``--n-files``
+  (full-precision values; its chunk-index nodes lie between megabytes of data);
 - one NetCDF4 file of 140,160 chunks (``--big``; generated once, 61 MB);
 - ``--n-files`` such files (9-13 MB each) with ``open_virtual_mfdataset(parallel="threads")``;
 - a 1.6 MB NetCDF4 file of 2,001 small datasets;
@@ -69,6 +70,39 @@ def make_many_chunks(path: Path) -> Path:
         with h5py.File(tmp, "w") as f:
             data = np.random.default_rng(0).standard_normal(140_160 * 100).astype("f4")
             f.create_dataset("v", data=data, chunks=(100,))
+        tmp.rename(path)
+    return path
+
+
+def make_five_mb(path: Path) -> Path:
+    """A 4.8 MB NetCDF4 file like issue 10's first row: 3 variables x 96 chunks (zlib and
+    shuffle, values kept to 3 decimals as many archives do) and 3 coordinates."""
+    import netCDF4
+
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        lat = np.linspace(-89.5, 89.5, 180)
+        lon = np.linspace(0.5, 359.5, 360)
+        base = np.cos(np.deg2rad(lat))[:, None] * np.sin(np.deg2rad(lon))[None, :]
+        with netCDF4.Dataset(tmp, "w") as nc:
+            for dim, n in (("time", 24), ("lat", 180), ("lon", 360)):
+                nc.createDimension(dim, n)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "hours since 2000-01-01"
+            t[:] = np.arange(24)
+            nc.createVariable("lat", "f4", ("lat",))[:] = lat
+            nc.createVariable("lon", "f4", ("lon",))[:] = lon
+            for k, name in enumerate(("t2m", "u10", "v10")):
+                v = nc.createVariable(
+                    name,
+                    "f4",
+                    ("time", "lat", "lon"),
+                    zlib=True,
+                    shuffle=True,
+                    chunksizes=(1, 90, 180),
+                    least_significant_digit=3,
+                )
+                v[:] = (base[None] * (k + 1) + np.arange(24)[:, None, None] * 0.01).astype("f4")
         tmp.rename(path)
     return path
 
@@ -142,12 +176,13 @@ def main() -> None:
         if not (root / name).exists():
             (root / name).symlink_to(target, target_is_directory=True)
     many_ds = make_many_datasets(gen / "many_datasets.nc")
+    five = make_five_mb(gen / "five_mb.nc")
     big = make_many_chunks(gen / "many_chunks.nc") if args.big else None
 
     kinds = SERVER_KINDS if args.server == "both" else (args.server,)
     for kind in kinds:
         with LatencyServer(root, args.latency_ms, args.mbps, kind=kind) as server:
-            table(server, args, files, many_ds, big)
+            table(server, args, files, many_ds, big, five)
 
 
 def table(
@@ -156,23 +191,43 @@ def table(
     files: list[Path],
     many_ds: Path,
     big: Path | None,
+    five: Path,
 ) -> None:
     """The rows of every workload through ``server``."""
     import virtualizarr as vz
 
     base = server.url
     nc_urls = [f"{base}/nc/{p.name}" for p in files]
-    # imports and first-call costs out of the way
+    # imports and first-call costs out of the way (the GRIB parser's decoder library too)
     vz_open(f"{base}/gen/many_datasets.nc", loadable_variables=[])
+    gribs = sorted((REAL / "grib").glob("*.grib*"), key=lambda p: p.stat().st_size)
+    if gribs:
+        vz_open(f"{base}/real/grib/{gribs[0].name}", loadable_variables=[])
     print(
         f"\n{server.kind} server ({server.proc.args[1]}): latency {args.latency_ms:g} ms, "
         f"{args.mbps:g} MB/s per response; requests include HEADs; srv: the server's CPU "
         f"seconds; load {os.getloadavg()[0]:.1f}\n",
         flush=True,
     )
+    probe = server.reused_connection_ms(f"/nc/{files[0].name}")
+    print(
+        "small ranges one after another on one connection: "
+        + ", ".join(f"{ms:.0f}" for ms in probe)
+        + " ms (see LatencyServer.reused_connection_ms)\n",
+        flush=True,
+    )
     row("workload", ["virtualizarr", "virtualizarr, h5py path", "kerchunk (fsspec)"])
     row("-" * 44, ["-" * 42] * 3)
 
+    fu = f"{base}/gen/{five.name}"
+    row(
+        f"NetCDF4, 3 vars x 96 chunks, coords ({five.stat().st_size / 1e6:.1f} MB)",
+        [
+            measure(server, lambda: vz_open(fu))[0],
+            measure(server, lambda: vz_open(fu, engine="h5py"))[0],
+            measure(server, lambda: kerchunk_hdf(fu))[0],
+        ],
+    )
     url = nc_urls[0]
     row(
         f"NetCDF4, 3 vars x 96 chunks, coords ({files[0].stat().st_size / 1e6:.1f} MB)",
