@@ -39,15 +39,32 @@ import io
 import os
 import queue
 import stat
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Self
 
 from virtualizarr.errors import ObjectStoreError, SourceChangedError, SourceReadError
+from virtualizarr.io.records import local_etag, recorded, remember, stat_record
+from virtualizarr.io.requests import (
+    BACKOFF,
+    IO_THREADS,
+    MAX_IN_FLIGHT,
+    RETRIES,
+    SourceStats,
+    count_io,
+    get_range_meta,
+    get_range_meta_async,
+    head_meta,
+    io_pool,
+    obstore_errors,
+    total_stats,
+    translate_error,
+    with_retries,
+)
 from virtualizarr.manifests.manifest import normalize_path
 from virtualizarr.manifests.sources import SourceRecord
 
@@ -72,6 +89,23 @@ __all__ = [
     "recorded",
     "remember",
     "total_stats",
+    # importable here since before this module was split (their homes are the modules above)
+    "BACKOFF",
+    "IO_THREADS",
+    "RETRIES",
+    "ObjectStoreError",
+    "SourceChangedError",
+    "SourceReadError",
+    "count_io",
+    "get_range_meta",
+    "get_range_meta_async",
+    "head_meta",
+    "io_pool",
+    "local_etag",
+    "normalize_path",
+    "obstore_errors",
+    "translate_error",
+    "with_retries",
 ]
 
 Expand = Callable[[int, bytes], Iterable[tuple[int, int]]]
@@ -124,9 +158,6 @@ MERGE_GAP = 1 << 20
 SMALL_GAP = 4 << 10
 """Missing ranges this close are always fetched together (the gap costs ~20 us)."""
 
-MAX_IN_FLIGHT = 64
-"""Concurrent requests of one chunk read to an object store (S3 serves thousands per prefix)."""
-
 BATCH_IN_FLIGHT = 128
 """Concurrent requests of one :meth:`RemoteSource.read_many` batch (a parser's metadata:
 every B-tree node of a level, every IFD, every message header). Tune it per source with
@@ -139,277 +170,6 @@ node requests of a 140,160-chunk NetCDF4 file): 64 in flight ~1,000 requests/s, 
 keep that server's CPU (~0.45 ms a request, one GIL) busy; more only adds server threads
 contending for it (and past ~190 new connections at once its accept queue of 5 overflows:
 seconds of SYN retries). Object stores answer hundreds at once: raise it for them."""
-
-IO_THREADS = 128
-"""Threads of the shared pool that blocking requests run on: the most requests in flight
-from all sources of the process together (files parsed by many threads share it), and so
-the most one batch can use. Set it before the first remote read to change it."""
-
-RETRIES = 3
-"""Retries of a transiently failed request (after obstore's own), with backoff from BACKOFF s."""
-
-BACKOFF = 0.05
-
-
-@dataclass
-class SourceStats:
-    """Requests made and bytes received (for local files: ``pread`` calls and bytes read).
-
-    >>> SourceStats(requests=2, bytes=4096)
-    SourceStats(requests=2, bytes=4096)
-    """
-
-    requests: int = 0
-    bytes: int = 0
-
-    def add(self, requests: int, nbytes: int) -> None:
-        self.requests += requests
-        self.bytes += nbytes
-
-    def __sub__(self, other: SourceStats) -> SourceStats:
-        return SourceStats(self.requests - other.requests, self.bytes - other.bytes)
-
-
-_TOTAL = SourceStats()
-_TOTAL_LOCK = threading.Lock()
-
-
-def count_io(stats: SourceStats | None, requests: int, nbytes: int) -> None:
-    with _TOTAL_LOCK:
-        _TOTAL.add(requests, nbytes)
-        if stats is not None:
-            stats.add(requests, nbytes)
-
-
-def total_stats() -> SourceStats:
-    """A snapshot of every request and byte this process fetched through :mod:`virtualizarr.io`.
-
-    Subtract two snapshots to count one operation:
-
-    >>> before = total_stats()
-    >>> # open_virtual_dataset("http://example.org/a.nc")
-    >>> (total_stats() - before).requests >= 0
-    True
-    """
-    with _TOTAL_LOCK:
-        return SourceStats(_TOTAL.requests, _TOTAL.bytes)
-
-
-_RECORDS: dict[str, SourceRecord] = {}
-_RECORDS_MAX = 1 << 17
-_RECORDS_LOCK = threading.Lock()
-
-
-def remember(record: SourceRecord) -> None:
-    """Keep ``record`` as what this process last saw of its file (see :func:`recorded`)."""
-    with _RECORDS_LOCK:
-        if len(_RECORDS) >= _RECORDS_MAX:
-            _RECORDS.clear()
-        _RECORDS[record.url] = record
-
-
-def recorded(urls: Iterable[str]) -> dict[str, SourceRecord]:
-    """The records of ``urls`` kept by :func:`open_source` (the size/ETag each file had when
-    it was last opened to be parsed). :class:`~virtualizarr.store.ManifestStore` starts
-    from these, so reading a file changed since it was virtualized raises instead of
-    returning other bytes.
-
-    >>> recorded(["file:///never/opened.nc"])
-    {}
-    """
-    with _RECORDS_LOCK:
-        return {u: _RECORDS[u] for u in urls if u in _RECORDS}
-
-
-def local_etag(st: os.stat_result) -> str:
-    # inode, modification time and size, as obstore's LocalStore spells a local ETag
-    return f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
-
-
-def stat_record(url: str, registry: ObjectStoreRegistry | None = None) -> SourceRecord | None:
-    """The size and ETag of the file at ``url`` now (a ``stat``, or one HEAD request);
-    ``None`` if there is no such file.
-
-    >>> stat_record("file:///no/such/file.nc") is None
-    True
-    """
-    from virtualizarr.registry import ObjectStoreRegistry
-
-    url = normalize_path(url)
-    registry = registry if registry is not None else ObjectStoreRegistry()
-    local = registry.local_path(url)
-    if local is not None:
-        try:
-            st = os.stat(local)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return SourceRecord(url, st.st_size, local_etag(st))
-    store, key = registry.resolve(url)
-    try:
-        size, etag = head_meta(store, key, url)
-    except FileNotFoundError:
-        return None
-    return SourceRecord(url, size, etag)
-
-
-# -- obstore calls and their errors --------------------------------------------------------
-
-
-def _is_transient(e: BaseException) -> bool:
-    """Connection errors and 5xx answers: worth another try. 4xx answers are not."""
-    from obstore.exceptions import GenericError, JoinError
-
-    if isinstance(e, (ConnectionError, TimeoutError, JoinError)):
-        return True
-    if isinstance(e, GenericError):
-        msg = str(e)
-        return "status code: 4" not in msg
-    return False
-
-
-def translate_error(e: BaseException, url: str, what: str = "read") -> OSError:
-    """An obstore error as ours, naming ``url``: FileNotFoundError, PermissionError, or
-    SourceReadError (a read; ObjectStoreError for a listing, write, copy or delete)."""
-    from obstore.exceptions import (
-        NotFoundError,
-        PermissionDeniedError,
-        PreconditionError,
-        UnauthenticatedError,
-    )
-
-    first = str(e).split("\n", 1)[0]
-    if isinstance(e, (FileNotFoundError, NotFoundError)):
-        return FileNotFoundError(f"Cannot {what} {url}: no such file or object ({first})")
-    if isinstance(e, (PermissionDeniedError, UnauthenticatedError, PermissionError)):
-        return PermissionError(f"Cannot {what} {url}: access denied ({type(e).__name__}: {first})")
-    if isinstance(e, PreconditionError):
-        return SourceChangedError(f"{url} changed while it was being read ({first})")
-    if what != "read":  # a listing, write, copy or delete
-        return ObjectStoreError(f"Cannot {what} {url}: {type(e).__name__}: {first}")
-    return SourceReadError(f"Cannot {what} {url}: {type(e).__name__}: {first}")
-
-
-def obstore_errors() -> tuple[type[BaseException], ...]:
-    from obstore.exceptions import BaseError
-
-    # obstore raises its own hierarchy, plus builtins for missing objects and bad paths
-    return (BaseError, OSError, ValueError)
-
-
-def with_retries(call: Any, url: str, what: str = "read", retries: int | None = None) -> Any:
-    """``call()``, retried with backoff after transient failures (connection errors, 5xx;
-    ``RETRIES`` times unless ``retries`` says); an obstore error raised as
-    :func:`translate_error` makes it, naming ``url``."""
-    return _with_retries(call, url, what, retries)
-
-
-def _with_retries(call: Any, url: str, what: str, retries: int | None = None) -> Any:
-    retries = RETRIES if retries is None else retries  # read now: tests and users tune it
-    errors = obstore_errors()
-    delay = BACKOFF
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except errors as e:
-            if attempt == retries or not _is_transient(e):
-                raise translate_error(e, url, what) from e
-        time.sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")
-
-
-def get_range_meta(
-    store: ObjectStore, key: str, url: str, start: int, end: int | None
-) -> tuple[memoryview, int, int | None, str | None]:
-    """``(data, range start, object size, ETag)`` of one ranged GET (``end=None``: whole object).
-
-    Retries transient failures; a server that ignores ``Range`` (answers 200) is asked
-    for the whole object instead.
-    """
-    import obstore
-    from obstore.exceptions import NotSupportedError
-
-    def call() -> tuple[memoryview, int, int | None, str | None]:
-        if end is None:
-            r = obstore.get(store, key)
-        else:
-            try:
-                r = obstore.get(store, key, options={"range": (start, end)})
-            except NotSupportedError:  # no Range support: the whole object it is
-                r = obstore.get(store, key)
-        data = memoryview(r.bytes())
-        meta = r.meta
-        return data, r.range[0], int(meta["size"]), meta.get("e_tag")
-
-    data, first, size, etag = _with_retries(call, url, "read")
-    count_io(None, 1, len(data))
-    return data, first, size, etag
-
-
-async def get_range_meta_async(
-    store: ObjectStore, key: str, url: str, start: int, end: int
-) -> tuple[memoryview, int, int | None, str | None]:
-    """:func:`get_range_meta` for the event loop (retries sleep asynchronously)."""
-    import asyncio
-
-    import obstore
-    from obstore.exceptions import NotSupportedError
-
-    errors = obstore_errors()
-    delay = BACKOFF
-    for attempt in range(RETRIES + 1):
-        try:
-            try:
-                r = await obstore.get_async(store, key, options={"range": (start, end)})
-            except NotSupportedError:
-                r = await obstore.get_async(store, key)
-            data = memoryview(await r.bytes_async())
-            meta = r.meta
-            count_io(None, 1, len(data))
-            return data, r.range[0], int(meta["size"]), meta.get("e_tag")
-        except errors as e:
-            if attempt == RETRIES or not _is_transient(e):
-                raise translate_error(e, url) from e
-        await asyncio.sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")
-
-
-def head_meta(store: ObjectStore, key: str, url: str) -> tuple[int, str | None]:
-    """``(size, ETag)`` from a HEAD request (only for what a ranged GET cannot tell)."""
-    import obstore
-
-    meta = _with_retries(lambda: obstore.head(store, key), url, "read")
-    count_io(None, 1, 0)
-    return int(meta["size"]), meta.get("e_tag")
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def io_pool() -> ThreadPoolExecutor:
-    """Threads for concurrent blocking requests (obstore releases the GIL while waiting).
-
-    Tasks on it never submit to it again, so it cannot deadlock.
-    """
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="virtualizarr-io")
-    return _POOL
-
-
-def _forget_pool() -> None:  # threads do not survive fork
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
 
 # -- sources ---------------------------------------------------------------------------------
 
@@ -1138,7 +898,6 @@ def open_source(
     ...     src.size, src.head[:4], src.read(2, 2), src.read_many([(0, 1), (103, 10)])
     (104, b'CDF\\x01', b'F\\x01', [b'C', b'\\x00'])
     """
-    from virtualizarr.manifests.manifest import normalize_path
     from virtualizarr.registry import ObjectStoreRegistry
 
     url = normalize_path(url)
@@ -1158,3 +917,37 @@ def open_source(
         source = RemoteSource(store, key, url, **options)
     remember(source.record())
     return source
+
+
+# -- tuning knobs ----------------------------------------------------------------------------
+
+_KNOB_HOMES = [sys.modules[f"virtualizarr.io.{m}"] for m in ("requests",)]  # imported above
+_KNOBS = ("BACKOFF", "IO_THREADS", "MAX_IN_FLIGHT", "RETRIES")
+
+
+def _knob(name: str) -> property:
+    homes = [m for m in _KNOB_HOMES if name in vars(m)]  # where it is defined first
+
+    def get(_: ModuleType) -> Any:
+        return getattr(homes[0], name)
+
+    def put(_: ModuleType, value: Any) -> None:
+        for m in homes:
+            setattr(m, name, value)
+
+    return property(get, put, doc=f"{homes[0].__name__}.{name}")
+
+
+class _Source(ModuleType):
+    """This module, whose tuning knobs are read and set where the code reads them.
+
+    The knobs (``WHOLE_BELOW``, ``BATCH_IN_FLIGHT``, ``RETRIES``, ...) live in the modules
+    that use them, but users, tests and benchmarks set them here (``source.WHOLE_BELOW = 0``,
+    ``monkeypatch.setattr(source, "HEAD_BYTES", 64)``): a plain re-export would take the
+    new value and leave the code reading its own.
+    """
+
+
+for _name in _KNOBS:
+    setattr(_Source, _name, _knob(_name))
+sys.modules[__name__].__class__ = _Source
