@@ -35,19 +35,18 @@ MB more than needed is cheaper than one more round trip.
 from __future__ import annotations
 
 import bisect
-import io
-import os
 import queue
-import stat
 import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from virtualizarr.errors import ObjectStoreError, SourceChangedError, SourceReadError
+from virtualizarr.io.base import SMALL_GAP, ByteSource, Expand, NotAFileError, SourceFile, clip
+from virtualizarr.io.local import HEAD_BYTES_LOCAL, LocalSource
 from virtualizarr.io.records import local_etag, recorded, remember, stat_record
 from virtualizarr.io.requests import (
     BACKOFF,
@@ -91,8 +90,13 @@ __all__ = [
     "total_stats",
     # importable here since before this module was split (their homes are the modules above)
     "BACKOFF",
+    "HEAD_BYTES_LOCAL",
     "IO_THREADS",
     "RETRIES",
+    "SMALL_GAP",
+    "Expand",
+    "NotAFileError",
+    "SourceFile",
     "ObjectStoreError",
     "SourceChangedError",
     "SourceReadError",
@@ -108,14 +112,8 @@ __all__ = [
     "with_retries",
 ]
 
-Expand = Callable[[int, bytes], Iterable[tuple[int, int]]]
-"""``expand(offset, data) -> ranges`` of :meth:`ByteSource.read_many`: what to read next."""
-
 HEAD_BYTES = 1 << 20
 """Bytes of a remote file fetched by the first request (the whole file if smaller)."""
-
-HEAD_BYTES_LOCAL = 1 << 16
-"""Bytes of a local file read as its head (a ``pread``; cheap, but memory for many files)."""
 
 READ_AHEAD = 1 << 20
 """Extra bytes fetched after a remote cache miss (file-object readers read small pieces)."""
@@ -155,9 +153,6 @@ WHOLE_REST_BELOW = 16 << 20
 MERGE_GAP = 1 << 20
 """Missing ranges closer than this are fetched by one request (the gap costs 5 ms at 200 MB/s)."""
 
-SMALL_GAP = 4 << 10
-"""Missing ranges this close are always fetched together (the gap costs ~20 us)."""
-
 BATCH_IN_FLIGHT = 128
 """Concurrent requests of one :meth:`RemoteSource.read_many` batch (a parser's metadata:
 every B-tree node of a level, every IFD, every message header). Tune it per source with
@@ -172,161 +167,6 @@ contending for it (and past ~190 new connections at once its accept queue of 5 o
 seconds of SYN retries). Object stores answer hundreds at once: raise it for them."""
 
 # -- sources ---------------------------------------------------------------------------------
-
-
-class ByteSource:
-    """Random access to one file's bytes, counted (see the module docstring).
-
-    Use :func:`open_source` to make one; close it (or use ``with``) when done.
-    """
-
-    url: str
-    size: int
-    etag: str | None
-    stats: SourceStats
-
-    @property
-    def head(self) -> bytes:
-        """The first bytes of the file (everything the first request returned)."""
-        raise NotImplementedError
-
-    def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes from ``offset`` (fewer at the end of the file, none past it)."""
-        raise NotImplementedError
-
-    expands = False
-    """Whether :meth:`read_many` fetches what ``expand`` asks for ahead (remote sources)."""
-
-    def read_many(
-        self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
-    ) -> list[bytes]:
-        """Many ``(offset, length)`` ranges at once; each as :meth:`read` would return it.
-
-        ``expand(offset, data)``, if given, may return more ``(offset, length)`` ranges
-        that will be read next (the children of a tree node): a remote source calls it as
-        each range arrives and fetches those in the same batch, into its cache, calling
-        ``expand`` on them in turn; a local source ignores it (reading is cheap).
-        """
-        raise NotImplementedError
-
-    def as_file(self) -> io.RawIOBase:
-        """A seekable read-only binary file over this source (for h5py, astropy, tifffile)."""
-        return SourceFile(self)
-
-    def record(self) -> SourceRecord:
-        """The size and ETag seen now, for :class:`~virtualizarr.store.ManifestStore` (``sources=``)."""
-        return SourceRecord(self.url, self.size, self.etag)
-
-    def close(self) -> None:
-        """Release the descriptor or the cache."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r}, size={self.size}, {self.stats})"
-
-
-class NotAFileError(IsADirectoryError, FileNotFoundError):
-    """A directory where a file was expected: both "is a directory" and "no file here"."""
-
-
-def _clip(offset: int, length: int, size: int) -> tuple[int, int]:
-    if offset < 0 or length < 0:
-        raise ValueError(f"negative offset or length: ({offset}, {length})")
-    lo = min(offset, size)
-    return lo, min(offset + length, size)
-
-
-class LocalSource(ByteSource):
-    """A local file read with ``pread`` on one descriptor (the OS caches; we do not)."""
-
-    def __init__(self, path: str, url: str) -> None:
-        self.url = url
-        self.path = path
-        self.stats = SourceStats()
-        self._fd = -1
-        try:
-            self._fd = os.open(path, os.O_RDONLY)
-            st = os.fstat(self._fd)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"Cannot read {url}: no such file") from e
-        except OSError as e:
-            raise type(e)(e.errno, f"Cannot read {url}: {e.strerror}") from e
-        if stat.S_ISDIR(st.st_mode):
-            self.close()
-            raise NotAFileError(f"Cannot read {url}: it is a directory, not a file")
-        if not stat.S_ISREG(st.st_mode):
-            self.close()
-            raise SourceReadError(f"Cannot read {url}: not a regular file")
-        self.size = st.st_size
-        self.etag = local_etag(st)
-        self.device = st.st_dev
-        self._head: bytes | None = None
-
-    @property
-    def head(self) -> bytes:
-        if self._head is None:
-            self._head = self.read(0, HEAD_BYTES_LOCAL)
-        return self._head
-
-    def _pread(self, lo: int, hi: int) -> bytes:
-        data = os.pread(self._fd, hi - lo, lo)
-        while len(data) < hi - lo:  # one call returns at most ~2 GiB on Linux
-            more = os.pread(self._fd, hi - lo - len(data), lo + len(data))
-            if not more:
-                break
-            data += more
-        count_io(self.stats, 1, len(data))
-        return data
-
-    def read(self, offset: int, length: int) -> bytes:
-        lo, hi = _clip(offset, length, self.size)
-        if hi <= lo:
-            return b""
-        head = self._head
-        if head is not None and hi <= len(head):
-            # a parse reads its header structures again and again: each pread would
-            # release the GIL, and parsing on threads pays a handoff per release
-            return head[lo:hi]
-        return self._pread(lo, hi)
-
-    def read_many(
-        self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
-    ) -> list[bytes]:
-        """Each range's bytes; ranges at most ``SMALL_GAP`` apart come from one ``pread``
-        (B-tree siblings often sit side by side: one syscall instead of several)."""
-        wanted = [_clip(o, n, self.size) for o, n in ranges]
-        head = self._head
-        limit = len(head) if head is not None else 0
-        out: list[bytes] = [b""] * len(wanted)
-        todo = sorted((lo, hi, i) for i, (lo, hi) in enumerate(wanted) if hi > lo and hi > limit)
-        for i, (lo, hi) in enumerate(wanted):
-            if lo < hi <= limit:
-                out[i] = head[lo:hi]  # type: ignore[index]
-        k = 0
-        while k < len(todo):
-            lo, hi, _ = todo[k]
-            j = k + 1
-            while j < len(todo) and todo[j][0] <= hi + SMALL_GAP:
-                hi = max(hi, todo[j][1])
-                j += 1
-            data = self._pread(lo, hi)
-            for a, b, i in todo[k:j]:
-                out[i] = data[a - lo : b - lo]
-            k = j
-        return out
-
-    def as_file(self) -> io.RawIOBase:
-        return _LocalFile(self)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 class RemoteSource(ByteSource):
@@ -583,7 +423,7 @@ class RemoteSource(ByteSource):
                     assert expand is not None
                     lo, hi = spans[ready.pop()]
                     more = expand(lo, self._assemble(lo, hi))
-                    wait_for([_clip(o, n, self.size) for o, n in more])
+                    wait_for([clip(o, n, self.size) for o, n in more])
                 if not batch.outstanding:
                     return
                 a, b, got, error = batch.next()
@@ -605,7 +445,7 @@ class RemoteSource(ByteSource):
             )
 
     def read(self, offset: int, length: int) -> bytes:
-        lo, hi = _clip(offset, length, self.size)
+        lo, hi = clip(offset, length, self.size)
         if hi <= lo:
             return b""
         with self._lock:
@@ -626,7 +466,7 @@ class RemoteSource(ByteSource):
     def read_many(
         self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
     ) -> list[bytes]:
-        clipped = [_clip(o, n, self.size) for o, n in ranges]
+        clipped = [clip(o, n, self.size) for o, n in ranges]
         with self._lock:
             gaps: list[tuple[int, int]] = []
             for lo, hi in sorted(clipped):
@@ -647,7 +487,7 @@ class RemoteSource(ByteSource):
 
     def cached(self, offset: int, length: int) -> bytes | None:
         """The bytes at ``offset`` if all are cached, else None (never a request)."""
-        lo, hi = _clip(offset, length, self.size)
+        lo, hi = clip(offset, length, self.size)
         with self._lock:
             if hi - lo != length or self._gaps(lo, hi):
                 return None
@@ -761,69 +601,6 @@ class _Intervals:
         return out
 
 
-class SourceFile(io.RawIOBase):
-    """A seekable read-only file object over a :class:`ByteSource` (closing it keeps the source)."""
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self.source = source
-        self._pos = 0
-
-    @property
-    def size(self) -> int:
-        return self.source.size
-
-    @property
-    def url(self) -> str:
-        return self.source.url
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.source.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(self.source.size - self._pos, 0)
-        data = self.source.read(self._pos, size)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(memoryview(b)))
-        memoryview(b).cast("B")[: len(data)] = data
-        return len(data)
-
-
-class _LocalFile(SourceFile):
-    """:class:`SourceFile` of a :class:`LocalSource`: ``preadv`` straight into the caller's buffer."""
-
-    source: LocalSource
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        n = min(len(view), max(self.source.size - self._pos, 0))
-        got = 0
-        fd = self.source._fd
-        while got < n:
-            k = os.preadv(fd, [view[got:n]], self._pos + got)
-            if k == 0:
-                break
-            got += k
-        count_io(self.source.stats, 1, got)
-        self._pos += got
-        return got
-
-
 _RECENT: OrderedDict[str, RemoteSource] = OrderedDict()
 _RECENT_BYTES = 64 << 20
 RECENT_SECONDS = 60.0
@@ -921,8 +698,8 @@ def open_source(
 
 # -- tuning knobs ----------------------------------------------------------------------------
 
-_KNOB_HOMES = [sys.modules[f"virtualizarr.io.{m}"] for m in ("requests",)]  # imported above
-_KNOBS = ("BACKOFF", "IO_THREADS", "MAX_IN_FLIGHT", "RETRIES")
+_KNOB_HOMES = [sys.modules[f"virtualizarr.io.{m}"] for m in ("requests", "base", "local")]
+_KNOBS = ("BACKOFF", "HEAD_BYTES_LOCAL", "IO_THREADS", "MAX_IN_FLIGHT", "RETRIES", "SMALL_GAP")
 
 
 def _knob(name: str) -> property:
@@ -931,9 +708,10 @@ def _knob(name: str) -> property:
     def get(_: ModuleType) -> Any:
         return getattr(homes[0], name)
 
-    def put(_: ModuleType, value: Any) -> None:
+    def put(module: ModuleType, value: Any) -> None:
         for m in homes:
             setattr(m, name, value)
+        vars(module)[name] = value  # the copy its own code reads
 
     return property(get, put, doc=f"{homes[0].__name__}.{name}")
 
