@@ -30,7 +30,7 @@ import xarray as xr
 VARS = ("t2m", "u10", "v10")
 
 
-def make_files(folder: Path, n: int) -> list[Path]:
+def make_files(folder: Path, n: int, least_significant_digit: int | None = None) -> list[Path]:
     import netCDF4
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,7 @@ def make_files(folder: Path, n: int) -> list[Path]:
                     zlib=True,
                     shuffle=True,
                     chunksizes=(1, 90, 180),
+                    least_significant_digit=least_significant_digit,
                 )
                 v[:] = (base[None] * (k + 1) + np.arange(24)[:, None, None] * 0.01 + i).astype("f4")
         tmp.rename(p)

@@ -74,39 +74,6 @@ def make_many_chunks(path: Path) -> Path:
     return path
 
 
-def make_five_mb(path: Path) -> Path:
-    """A 4.8 MB NetCDF4 file like issue 10's first row: 3 variables x 96 chunks (zlib and
-    shuffle, values kept to 3 decimals as many archives do) and 3 coordinates."""
-    import netCDF4
-
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        lat = np.linspace(-89.5, 89.5, 180)
-        lon = np.linspace(0.5, 359.5, 360)
-        base = np.cos(np.deg2rad(lat))[:, None] * np.sin(np.deg2rad(lon))[None, :]
-        with netCDF4.Dataset(tmp, "w") as nc:
-            for dim, n in (("time", 24), ("lat", 180), ("lon", 360)):
-                nc.createDimension(dim, n)
-            t = nc.createVariable("time", "f8", ("time",))
-            t.units = "hours since 2000-01-01"
-            t[:] = np.arange(24)
-            nc.createVariable("lat", "f4", ("lat",))[:] = lat
-            nc.createVariable("lon", "f4", ("lon",))[:] = lon
-            for k, name in enumerate(("t2m", "u10", "v10")):
-                v = nc.createVariable(
-                    name,
-                    "f4",
-                    ("time", "lat", "lon"),
-                    zlib=True,
-                    shuffle=True,
-                    chunksizes=(1, 90, 180),
-                    least_significant_digit=3,
-                )
-                v[:] = (base[None] * (k + 1) + np.arange(24)[:, None, None] * 0.01).astype("f4")
-        tmp.rename(path)
-    return path
-
-
 def make_many_datasets(path: Path) -> Path:
     """A 0.86 MB NetCDF4 file of 2,001 small datasets."""
     import h5py
@@ -176,7 +143,9 @@ def main() -> None:
         if not (root / name).exists():
             (root / name).symlink_to(target, target_is_directory=True)
     many_ds = make_many_datasets(gen / "many_datasets.nc")
-    five = make_five_mb(gen / "five_mb.nc")
+    # issue 10's first row: 3 variables x 96 chunks with coordinates, 4.8 MB (the same files
+    # with values kept to 3 decimals, as many archives keep them)
+    five = make_files(gen / "five_mb", 1, least_significant_digit=3)[0]
     big = make_many_chunks(gen / "many_chunks.nc") if args.big else None
 
     kinds = SERVER_KINDS if args.server == "both" else (args.server,)
@@ -219,7 +188,7 @@ def table(
     row("workload", ["virtualizarr", "virtualizarr, h5py path", "kerchunk (fsspec)"])
     row("-" * 44, ["-" * 42] * 3)
 
-    fu = f"{base}/gen/{five.name}"
+    fu = f"{base}/gen/five_mb/{five.name}"
     row(
         f"NetCDF4, 3 vars x 96 chunks, coords ({five.stat().st_size / 1e6:.1f} MB)",
         [
