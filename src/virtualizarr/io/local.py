@@ -26,10 +26,34 @@ from virtualizarr.io.base import SMALL_GAP, ByteSource, Expand, NotAFileError, S
 from virtualizarr.io.records import local_etag
 from virtualizarr.io.requests import SourceStats, count_io
 
-__all__ = ["HEAD_BYTES_LOCAL", "LocalSource"]
+__all__ = ["HEAD_BYTES_LOCAL", "LocalSource", "pread_all"]
 
 HEAD_BYTES_LOCAL = 1 << 16
 """Bytes of a local file read as its head (a ``pread``; cheap, but memory for many files)."""
+
+
+def pread_all(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes of the open file ``fd`` from ``offset`` (fewer only where the file
+    ends): one ``pread``, and more only if it came back short, as one call returns at most
+    ~2 GiB on Linux. Every local read of :mod:`virtualizarr.io` goes through here.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryFile() as f:
+    ...     _ = f.write(b"0123456789"); f.flush()
+    ...     pread_all(f.fileno(), 4, 2), pread_all(f.fileno(), 4, 8)
+    (b'2345', b'89')
+    """
+    data = os.pread(fd, length, offset)
+    if 0 < len(data) < length:
+        parts, got = [data], len(data)
+        while got < length:
+            more = os.pread(fd, length - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
 
 
 class LocalSource(ByteSource):
@@ -65,12 +89,7 @@ class LocalSource(ByteSource):
         return self._head
 
     def _pread(self, lo: int, hi: int) -> bytes:
-        data = os.pread(self._fd, hi - lo, lo)
-        while len(data) < hi - lo:  # one call returns at most ~2 GiB on Linux
-            more = os.pread(self._fd, hi - lo - len(data), lo + len(data))
-            if not more:
-                break
-            data += more
+        data = pread_all(self._fd, hi - lo, lo)
         count_io(self.stats, 1, len(data))
         return data
 

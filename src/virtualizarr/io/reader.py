@@ -31,6 +31,7 @@ from concurrent.futures import Future as ThreadFuture
 from typing import TYPE_CHECKING, Any
 
 from virtualizarr.errors import ChunkReadError
+from virtualizarr.io.local import pread_all
 from virtualizarr.io.ranges import coalesce
 from virtualizarr.io.source import (
     MAX_IN_FLIGHT,
@@ -119,20 +120,7 @@ def read_local_ranges(path: str, starts: Sequence[int], lengths: Sequence[int]) 
 
 def read_local_ranges_fd(fd: int, starts: Sequence[int], lengths: Sequence[int]) -> list[bytes]:
     """:func:`read_local_ranges` on an open file descriptor."""
-    out = []
-    for start, length in zip(starts, lengths):
-        data = os.pread(fd, length, start)
-        if 0 < len(data) < length:  # one call returns at most ~2 GiB on Linux
-            parts, got = [data], len(data)
-            while got < length:
-                more = os.pread(fd, length - got, start + got)
-                if not more:
-                    break
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
-        out.append(data)
-    return out
+    return [pread_all(fd, length, start) for start, length in zip(starts, lengths)]
 
 
 def _short(url: str, start: int, length: int, got: int) -> ChunkReadError:
@@ -238,9 +226,7 @@ class ChunkReader:
                 st = os.fstat(fd)
                 if self._local_ok.get(url) != (st.st_size, st.st_ino, st.st_mtime_ns):
                     self._check_stat(url, st, rec)
-            data = os.pread(fd, length, start)
-            if 0 < len(data) < length:  # one call returns at most ~2 GiB on Linux
-                data = read_local_ranges_fd(fd, (start,), (length,))[0]
+            data = pread_all(fd, length, start)
         except OSError as e:
             if isinstance(e, ChunkReadError):
                 raise
