@@ -26,6 +26,7 @@ import numpy as np
 
 from virtualizarr.errors import VirtualiZarrWarning
 from virtualizarr.manifests.metadata import to_json_safe
+from virtualizarr.parsers.hdf5.memo import BoundedCache
 from virtualizarr.parsers.hdf5.nodes import DatasetNode, GroupNode, is_empty, is_reference
 
 __all__ = ["HIDDEN_ATTRS", "DimensionNamer", "netcdf_keys", "read_attributes", "variable_name"]
@@ -315,8 +316,7 @@ def _json_value(value: Any) -> Any:
 
 _MISS = object()
 _IMMUTABLE = (str, int, float, bool, type(None))
-_JSON_CACHE_LIMIT = 8192
-_JSON_VALUES: dict[Any, Any] = {}
+_JSON_VALUES: BoundedCache[Any, Any] = BoundedCache(8192)
 """JSON values of attributes by the engine's ``cache_key`` (our reader: the attribute
 message's bytes), scalars only: a list would be shared between datasets' attributes."""
 
@@ -351,10 +351,8 @@ def read_attributes(attrs: Any, where: str) -> dict[str, Any]:
             out[key] = value = _json_value(_attribute_value(attrs, key))
             if cache_key is not None and isinstance(value, _IMMUTABLE):
                 ck = cache_key(key)
-                if ck is not None:
-                    if len(_JSON_VALUES) >= _JSON_CACHE_LIMIT:
-                        _JSON_VALUES.clear()
-                    _JSON_VALUES[ck] = value
+                if ck is not None:  # keys only small messages the engine keeps
+                    _JSON_VALUES.put(ck, value)
         except (OSError, TypeError, ValueError, KeyError, UnicodeDecodeError) as e:
             warnings.warn(
                 f"{where}: attribute {key!r} left out: it cannot be read as a JSON value ({e}).",

@@ -26,6 +26,7 @@ from virtualizarr.errors import ParserError
 from virtualizarr.parsers.hdf5.dtypes import TypeInfo
 from virtualizarr.parsers.hdf5.groups import is_group, read_links
 from virtualizarr.parsers.hdf5.heaps import FractalHeap, btree2_records, read_global_objects
+from virtualizarr.parsers.hdf5.memo import BoundedCache
 from virtualizarr.parsers.hdf5.messages import (
     ARRAY,
     COMPOUND,
@@ -131,17 +132,18 @@ def open_own(url: str, registry: Any) -> Iterator[OwnObjects]:
         opened.close()
 
 
-_CACHE_LIMIT = 4096
-_CACHED_BYTES = 1024
-"""Messages longer than this are not kept by the caches below (so they stay a few MB)."""
 _UINT = {2: "H", 4: "I", 8: "Q"}
-_CLASSIFIED: dict[int, tuple[Datatype, TypeInfo]] = {}
-_DENSE_INFOS: dict[bytes, Any] = {}
-_FILLS: dict[tuple[bytes | None, bytes | None, np.dtype], Any] = {}
-_LAYOUTS: dict[tuple[int, int, int, bytes], Any] = {}
-_FILTERS: dict[bytes, tuple[Any, ...]] = {}
-"""Decoded layout messages and filter pipelines by their bytes: the datasets of a file and
-the files of a collection repeat the same few (decoded objects are never changed)."""
+_CLASSIFIED: BoundedCache[int, tuple[Datatype, TypeInfo]] = BoundedCache(4096)
+_DENSE_INFOS: BoundedCache[bytes, Any] = BoundedCache(4096)
+_FILLS: BoundedCache[tuple[bytes | None, bytes | None, np.dtype], Any] = BoundedCache(4096)
+_LAYOUTS: BoundedCache[tuple[int, int, int, bytes], Any] = BoundedCache(4096)
+_FILTERS: BoundedCache[bytes, tuple[Any, ...]] = BoundedCache(4096)
+"""Decoded messages by their bytes: the datasets of a file and the files of a collection
+repeat the same few (decoded objects are never changed)."""
+_ATTR_VALUES: BoundedCache[tuple[int, int, bytes], tuple[Any, Any]] = BoundedCache(8192)
+"""Decoded attribute values by their message bytes (and the file's address/length sizes),
+for types whose values do not depend on the rest of the file. The files of a collection
+repeat the same units, names and netCDF bookkeeping attributes: each is decoded once."""
 
 _WHOLE_LOCAL = 1 << 20
 """Local files up to this size are read whole at once (page-cached: ~0.1 ms per MiB)."""
@@ -421,9 +423,7 @@ class OwnObjects:
         # and never changed, so their identity keys the classification
         got = _CLASSIFIED.get(id(dt))
         if got is None or got[0] is not dt:
-            if len(_CLASSIFIED) >= _CACHE_LIMIT:
-                _CLASSIFIED.clear()
-            got = _CLASSIFIED[id(dt)] = (dt, classify_type(dt))
+            got = _CLASSIFIED.put(id(dt), (dt, classify_type(dt)))
         return got[1], dt.numpy
 
     def _layout(self, dset: DatasetNode) -> Any:
@@ -444,10 +444,7 @@ class OwnObjects:
                     ndim=dset.ndim,
                     where=f"{self.f.url}: variable {dset.name!r}",
                 )
-                if len(body) <= _CACHED_BYTES:  # not compact data
-                    if len(_LAYOUTS) >= _CACHE_LIMIT:
-                        _LAYOUTS.clear()
-                    _LAYOUTS[key] = lay
+                _LAYOUTS.put(key, lay, len(body))  # not compact data
             dset.extra["layout"] = lay
         return lay
 
@@ -476,9 +473,7 @@ class OwnObjects:
                 got = _FILTERS.get(body)
                 if got is None:
                     got = tuple(parse_filters(self.f, body, f"variable {dset.name!r}"))
-                    if len(_FILTERS) >= _CACHE_LIMIT:
-                        _FILTERS.clear()
-                    _FILTERS[body] = got
+                    _FILTERS.put(body, got, len(body))
                 filters = list(got)
         offset = lay.address if kind == "contiguous" else None
         if offset is not None:
@@ -503,7 +498,7 @@ class OwnObjects:
         if (
             h5dtype.metadata is None
             and h5dtype.kind in "biufcS"
-            and len(body or old or b"") <= _CACHED_BYTES
+            and len(body or old or b"") <= _FILLS.max_bytes
         ):
             # scalars of plain dtypes are immutable: share them between datasets and files
             key = (body, old, h5dtype)
@@ -516,9 +511,7 @@ class OwnObjects:
             raw = parse_fill_value(self.f, old, what, old=True)
         value = self._fill_from(raw, h5dtype)
         if key is not None:
-            if len(_FILLS) >= _CACHE_LIMIT:
-                _FILLS.clear()
-            _FILLS[key] = value
+            _FILLS.put(key, value)
         return value
 
     def _fill_from(self, raw: bytes | None, h5dtype: np.dtype) -> Any:
@@ -838,10 +831,9 @@ class OwnAttrTable:
         if info_body is not None:
             info = _DENSE_INFOS.get(info_body)
             if info is None:
-                info = parse_dense_info(f, info_body, what, links=False)
-                if len(_DENSE_INFOS) >= _CACHE_LIMIT:
-                    _DENSE_INFOS.clear()
-                _DENSE_INFOS[info_body] = info
+                info = _DENSE_INFOS.put(
+                    info_body, parse_dense_info(f, info_body, what, links=False), len(info_body)
+                )
             if info.heap is not None and info.name_index is not None:
                 heap = FractalHeap.read(f, info.heap)
                 recs = btree2_records(f, info.name_index, what + " attribute name index")
@@ -884,7 +876,7 @@ class OwnAttrTable:
         if got is None:
             return None
         ck = (self.o.f.so, self.o.f.sl, got[0])
-        return ck if ck in _ATTR_VALUES else None
+        return ck if _ATTR_VALUES.get(ck) is not None else None
 
     def _read(self, key: Any) -> tuple[Any, Any]:
         got = self._values.get(key)
@@ -924,24 +916,15 @@ class OwnAttrTable:
         self._values[key] = got
         body = got_body[0]
         if (
-            len(body) <= _CACHED_BYTES
+            len(body) <= _ATTR_VALUES.max_bytes
             and (body[0] == 1 or not body[1] & 0x01)  # 0x01: a shared type
             and _file_free(dt)
         ):
             # decoded from the message's bytes alone: later files reuse it read-only
             if isinstance(got[0], np.ndarray):
                 got[0].flags.writeable = False
-            if len(_ATTR_VALUES) >= _ATTR_CACHE_LIMIT:
-                _ATTR_VALUES.clear()
-            _ATTR_VALUES[ck] = got
+            _ATTR_VALUES.put(ck, got)
         return got
-
-
-_ATTR_CACHE_LIMIT = 8192
-_ATTR_VALUES: dict[tuple[int, int, bytes], tuple[Any, Any]] = {}
-"""Decoded attribute values by their message bytes (and the file's address/length sizes),
-for types whose values do not depend on the rest of the file. The files of a collection
-repeat the same units, names and netCDF bookkeeping attributes: each is decoded once."""
 
 
 def _file_free(dt: Datatype) -> bool:
