@@ -4,23 +4,20 @@ Some datasets cannot be referenced byte for byte: compact storage (data inside t
 object header), filters without a Zarr codec (scale-offset, n-bit), variable-length
 strings, chunks stored with a filter skipped. When small, their values are read with
 h5py and stored as inlined chunks, encoded by the very codec chain the array declares,
-so every chunk of an array decodes the same way.
+so every chunk of an array decodes the same way. Their one-chunk manifests are
+:func:`virtualizarr.conversion.single_chunk_manifest`'s.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virtualizarr.manifests import ChunkManifest
-from virtualizarr.manifests.manifest import MISSING
-
 if TYPE_CHECKING:
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
-__all__ = ["encode_chunk", "inline_chunk_shape", "single_chunk_manifest"]
+__all__ = ["encode_chunk", "inline_chunk_shape"]
 
 
 def inline_chunk_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -69,17 +66,3 @@ def encode_chunk(metadata: ArrayV3Metadata, values: np.ndarray) -> bytes:
     arr[...] = values
     key = arr.metadata.encode_chunk_key((0,) * len(chunk_shape))
     return bytes(store[key].to_bytes())
-
-
-def single_chunk_manifest(shape: tuple[int, ...], data: bytes | None) -> ChunkManifest:
-    """A manifest of one chunk covering the whole array, inlined (or missing if ``data`` is None).
-
-    Arrays with a zero-length axis have no chunks at all.
-    """
-    grid = tuple(1 if s else 0 for s in shape)
-    n = math.prod(grid)
-    ids = np.full(grid, MISSING if data is None or n == 0 else 0, dtype=np.uint32)
-    lengths = np.full(grid, 0 if data is None else len(data), dtype=np.uint64)
-    offsets = np.zeros(grid, dtype=np.uint64)
-    table = [] if data is None or n == 0 else [data]
-    return ChunkManifest.from_path_ids(table=table, ids=ids, offsets=offsets, lengths=lengths)
