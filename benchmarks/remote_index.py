@@ -6,7 +6,7 @@ with ``--t2m``, the 1.2 GB file of ``benchmarks/hdf5_virtualize.py`` if it was w
 (140,160 zlib chunks; 2,459 leaves, one every ~490 KB), through
 ``../shared/tools/latency_server.py`` and/or ``benchmarks/latency_server.mjs`` (``--server
 python|node|both``; 30 ms before each response, 200 MB/s per request), for each
-``--in-flight`` value (``virtualizarr.io.source.BATCH_IN_FLIGHT``).
+``--in-flight`` value (``virtualizarr.io.remote.BATCH_IN_FLIGHT``).
 
 Per run it prints requests, MB, round trips (the head plus each blocking batch of
 ``RemoteSource``), seconds, the client's CPU seconds (this process: obstore, Python, the
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "vz_bench_remote"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from virtualizarr.io import source
+    from virtualizarr.io import remote
 
     gen = Path(args.folder) / "gen"
     gen.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def main() -> None:
             print(head + f"{'s':>7}{'client CPU':>11}{'server CPU':>11}{'load':>6}")
             for name, path in files.items():
                 for n in args.in_flight:
-                    source.BATCH_IN_FLIGHT = n
+                    remote.BATCH_IN_FLIGHT = n
                     url = f"{server.url}/{path.name}"
                     runs = [run(server, url, rounds) for _ in range(args.repeat)]
                     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import HTTPServer
 from virtualizarr.io import open_source
+from virtualizarr.io import remote as io_remote
 from virtualizarr.io import source as io_source
 
 MiB = 1 << 20
@@ -312,9 +313,9 @@ def test_remote_v1_btree_of_three_levels_comes_in_one_batch(
     head = 16 << 10
     outside = [(a, n) for lv in levels for a, n in lv if a + n > head]
     assert len(outside) > 150  # nearly all past the head
-    monkeypatch.setattr(io_source, "HEAD_BYTES", head)
-    monkeypatch.setattr(io_source, "WHOLE_BELOW", 0)
-    monkeypatch.setattr(io_source, "WHOLE_REST_BELOW", 0)
+    monkeypatch.setattr(io_remote, "HEAD_BYTES", head)
+    monkeypatch.setattr(io_remote, "WHOLE_BELOW", 0)
+    monkeypatch.setattr(io_remote, "WHOLE_REST_BELOW", 0)
     batches: list[int] = []
     original = io_source.RemoteSource._fetch
 
@@ -358,9 +359,9 @@ def test_remote_chunk_indexes_of_a_group_come_in_one_batch(
     with h5py.File(path, "w") as f:
         for i, name in enumerate("abc"):
             f.create_dataset(name, data=np.arange(50_000, dtype="f4") + i, chunks=(25,))
-    monkeypatch.setattr(io_source, "HEAD_BYTES", 16 << 10)
-    monkeypatch.setattr(io_source, "WHOLE_BELOW", 0)
-    monkeypatch.setattr(io_source, "WHOLE_REST_BELOW", 0)
+    monkeypatch.setattr(io_remote, "HEAD_BYTES", 16 << 10)
+    monkeypatch.setattr(io_remote, "WHOLE_BELOW", 0)
+    monkeypatch.setattr(io_remote, "WHOLE_REST_BELOW", 0)
     batches: list[bool] = []
     original = io_source.RemoteSource._fetch
 

@@ -303,9 +303,9 @@ def test_wgrib2_idx_sidecar_gives_the_offsets(
 ) -> None:
     monkeypatch.setattr(scan, "INDEX_ABOVE", 0)
     monkeypatch.setattr(scan, "WHOLE_BELOW", 0)
-    from virtualizarr.io import source
+    from virtualizarr.io import remote
 
-    monkeypatch.setattr(source, "HEAD_BYTES", 64)
+    monkeypatch.setattr(remote, "HEAD_BYTES", 64)
     msgs = _big_messages(4)
     d = http_server.mkdir()
     (d / "g.grib2").write_bytes(b"".join(msgs))

@@ -7,7 +7,7 @@ worker threads and dask's tasks all meet there:
 
 - the ranges of one call are grouped per file, ranges closer than ``merge_gap`` merged, and
   the groups fetched concurrently, at most ``max_in_flight`` requests at a time
-  (default :data:`~virtualizarr.io.source.MAX_IN_FLIGHT` = 64);
+  (default :data:`~virtualizarr.io.requests.MAX_IN_FLIGHT` = 64);
 - a single chunk read may bring its neighbours in the file (ranges the store chooses:
   the next, or else the previous, chunks of the same array, up to ``read_ahead`` bytes), kept until
   read once, at most ``cache_bytes`` of them: zarr asks at most ``async.concurrency``

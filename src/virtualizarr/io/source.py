@@ -21,16 +21,15 @@ The parts, each in its module:
   (:func:`total_stats`); the thread pool blocking requests run on;
 - :mod:`virtualizarr.io.records`: the size and ETag each file had when it was opened.
 
-Their names stay importable from here, and a tuning knob set here (``source.WHOLE_BELOW =
-0``, ``source.BATCH_IN_FLIGHT = 256``, ``source.RETRIES = 0``) is set where the code reads it.
+Their names stay importable from here; tuning knobs are set in the module that reads them
+(``virtualizarr.io.remote.WHOLE_BELOW = 0``, ``virtualizarr.io.remote.BATCH_IN_FLIGHT = 256``,
+``virtualizarr.io.requests.RETRIES = 0``).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from virtualizarr.errors import ObjectStoreError, SourceChangedError, SourceReadError
 from virtualizarr.io.base import SMALL_GAP, ByteSource, Expand, NotAFileError, SourceFile
@@ -150,7 +149,7 @@ def open_source(
     """A :class:`ByteSource` of ``url``: its size, ETag and head come with the first request.
 
     ``options`` tune a remote source (``head_bytes``, ``read_ahead``, ``whole_below``,
-    ``merge_gap``, ``max_in_flight``; defaults in this module). Raises ``FileNotFoundError`` naming ``url``
+    ``merge_gap``, ``max_in_flight``; defaults in :mod:`virtualizarr.io.remote`). Raises ``FileNotFoundError`` naming ``url``
     when no file is there (a local directory included).
 
     >>> import tempfile, pathlib
@@ -179,52 +178,3 @@ def open_source(
         source = RemoteSource(store, key, url, **options)
     remember(source.record())
     return source
-
-
-# -- tuning knobs ----------------------------------------------------------------------------
-
-_HOMES = [
-    sys.modules[f"virtualizarr.io.{m}"] for m in ("requests", "base", "local", "remote")
-]  # all imported above; a knob's first home defines it, the others import it
-_KNOBS = (
-    *("BACKOFF", "IO_THREADS", "MAX_IN_FLIGHT", "RETRIES"),  # requests
-    *("SMALL_GAP", "HEAD_BYTES_LOCAL"),  # base, local
-    *("HEAD_BYTES", "READ_AHEAD", "READ_BEHIND", "WHOLE_BELOW", "WHOLE_AFTER_MISSES"),  # remote
-    *("WHOLE_REST_BELOW", "MERGE_GAP", "BATCH_IN_FLIGHT", "RECENT_SECONDS"),
-)
-
-
-def _knob(name: str) -> property:
-    homes = [m for m in _HOMES if name in vars(m)]
-
-    def get(_: ModuleType) -> Any:
-        return getattr(homes[0], name)
-
-    def put(module: ModuleType, value: Any) -> None:
-        for m in homes:
-            setattr(m, name, value)
-        vars(module)[name] = value  # and vars() of this module agrees
-
-    return property(get, put, doc=f"{homes[0].__name__}.{name}")
-
-
-class _Source(ModuleType):
-    """This module, whose tuning knobs are read and set where the code reads them.
-
-    The knobs (``WHOLE_BELOW``, ``BATCH_IN_FLIGHT``, ``RETRIES``, ...) live in the modules
-    that use them, but users, tests and benchmarks set them here (``source.WHOLE_BELOW = 0``,
-    ``monkeypatch.setattr(source, "HEAD_BYTES", 64)``): a plain re-export would take the
-    new value and leave the code reading its own.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        # names not re-exported (private ones: ``source._POOL``) are read live from their home
-        for m in _HOMES:
-            if name in vars(m):
-                return vars(m)[name]
-        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-
-
-for _name in _KNOBS:
-    setattr(_Source, _name, _knob(_name))
-sys.modules[__name__].__class__ = _Source

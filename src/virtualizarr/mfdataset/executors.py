@@ -46,7 +46,7 @@ ParallelOption = Literal[False, "threads", "processes", "dask"] | Executor | Any
 REMOTE_THREADS = 64
 """Threads for remote URLs with ``parallel="threads"`` (or the default): each file costs a few
 round trips of 20-60 ms that overlap, while parsing holds the GIL for ~1-5 ms. A file above
-``virtualizarr.io.source.WHOLE_BELOW`` is parsed from what it reads (a netCDF-4 file: ~8
+``virtualizarr.io.remote.WHOLE_BELOW`` is parsed from what it reads (a netCDF-4 file: ~8
 sequential requests), so threads mostly wait. Measured with ``benchmarks/remote.py`` (100
 files of 9-13 MB, 30 ms per request, a 2-core machine at load ~8): 16 threads 4.8-5.2 s,
 32 threads 2.8-3.2 s, 64 threads 2.1-2.3 s. Object stores serve thousands of requests a
