@@ -25,6 +25,7 @@ from virtualizarr.parsers.hdf5.context import ParseContext, skip
 from virtualizarr.parsers.hdf5.dtypes import TypeInfo
 from virtualizarr.parsers.hdf5.filters import UnsupportedFilter, codecs_for_filters
 from virtualizarr.parsers.hdf5.inline import encode_chunk, inline_chunk_shape
+from virtualizarr.parsers.hdf5.memo import BoundedCache
 from virtualizarr.parsers.hdf5.netcdf import read_attributes
 from virtualizarr.parsers.hdf5.nodes import DatasetNode, Storage
 
@@ -95,10 +96,7 @@ class _Var:
         key = (fv.dtype, fv.tobytes(), self.dtype)
         got = _FILLS.get(key, _FILLS)
         if got is _FILLS:  # the same few fill values in every array: convert each once
-            got = np.asarray(fv).astype(self.dtype).item()
-            if len(_FILLS) >= 1024:
-                _FILLS.clear()
-            _FILLS[key] = got
+            got = _FILLS.put(key, np.asarray(fv).astype(self.dtype).item(), fv.nbytes)
         return got
 
     def metadata(
@@ -136,7 +134,7 @@ class _Var:
         return meta
 
 
-_FILLS: dict[Any, Any] = {}
+_FILLS: BoundedCache[Any, Any] = BoundedCache(1024)
 _SCALARS = (bool, int, float, str, bytes, type(None))
 _TEMPLATES: dict[tuple[Any, ...], ArrayV3Metadata] = {}
 """Array metadata by dtype, chunk shape, fill value and filter pipeline: the datasets of

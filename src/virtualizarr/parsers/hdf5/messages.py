@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from virtualizarr.parsers.hdf5.memo import BoundedCache
 from virtualizarr.parsers.hdf5.superblock import Cursor, Fallback, H5File
 
 __all__ = [
@@ -43,9 +44,8 @@ class Dataspace:
     maxshape: tuple[int | None, ...] | None
 
 
-_CACHE_LIMIT = 4096
-_SPACES: dict[tuple[int, bytes], Dataspace] = {}
-_TYPES: dict[tuple[int, bytes], Datatype] = {}
+_SPACES: BoundedCache[tuple[int, bytes], Dataspace] = BoundedCache(4096)
+_TYPES: BoundedCache[tuple[int, bytes], Datatype] = BoundedCache(4096)
 """Decoded messages by their bytes (and length size): the datasets and attributes of a file,
 and the files of a collection, repeat the same few types and shapes. Decoded objects are
 never changed after decoding, so sharing them (between threads too) is safe."""
@@ -55,10 +55,7 @@ def parse_dataspace(f: H5File, body: bytes, what: str) -> Dataspace:
     key = (f.sl, body)
     got = _SPACES.get(key)
     if got is None:
-        got = _parse_dataspace(f, body, what)
-        if len(_SPACES) >= _CACHE_LIMIT:
-            _SPACES.clear()
-        _SPACES[key] = got
+        got = _SPACES.put(key, _parse_dataspace(f, body, what), len(body))
     return got
 
 
@@ -128,10 +125,7 @@ def parse_datatype(f: H5File, body: bytes, what: str) -> Datatype:
     key = (f.so, body)
     got = _TYPES.get(key)
     if got is None:
-        got = _datatype(Cursor(body, f, what + " datatype"))
-        if len(_TYPES) >= _CACHE_LIMIT:
-            _TYPES.clear()
-        _TYPES[key] = got
+        got = _TYPES.put(key, _datatype(Cursor(body, f, what + " datatype")), len(body))
     return got
 
 
