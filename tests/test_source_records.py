@@ -110,3 +110,36 @@ def test_async_local_reads_notice_a_rewritten_source(tmp_path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     with pytest.raises(SourceChangedError, match=r"copy\.nc"):
         sync(store.get(key, proto))
+
+
+def test_one_gather_of_reads_checks_the_source_and_the_next_gather_again(tmp_path) -> None:
+    """zarr's async pipeline gathers a read's chunk gets: one stat of the file vouches for
+    the whole gather (they start in one event-loop iteration); the next gather, after the
+    file changed, raises."""
+    import asyncio
+
+    import h5py
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from virtualizarr.errors import SourceChangedError
+    from virtualizarr.parsers import HDFParser
+
+    path = tmp_path / "chunks.h5"
+    data = np.arange(1000.0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=data, chunks=(100,))
+    store = HDFParser()(str(path), ObjectStoreRegistry())
+    proto = default_buffer_prototype()
+
+    async def gather() -> list[bytes]:
+        got = await asyncio.gather(*(store.get(f"x/c/{i}", proto) for i in range(10)))
+        return [b.to_bytes() for b in got]
+
+    first = sync(gather())
+    assert np.array_equal(np.frombuffer(b"".join(first), "<f8"), data)
+    assert sync(gather()) == first  # unchanged: checked again, still fine
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(SourceChangedError, match=r"chunks\.h5"):
+        sync(gather())
