@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,26 +75,52 @@ def read_chunk_index_by_number(dsid: Any, ndim: int) -> ChunkIndex:
     return _from_store_infos([dsid.get_chunk_info(i) for i in range(n)], ndim)
 
 
+_PAUSES = 0  # parses in progress that paused the collector (on any thread)
+_RESUME = False  # whether the collector was enabled when the first of them started
+_PAUSE_LOCK = threading.Lock()
+
+
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector.
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the body runs (re-entrant, and
+    across threads: it resumes when the last parse ends, if it was on before the first).
 
     h5py makes two tuples per chunk (hundreds of thousands for a big dataset). They hold
     no cycles, but their allocation alone triggers full collections that walk every live
     object of the process: pausing the collector halves the time to read a chunk index.
+    (Pausing it for a whole parse of our reader gains nothing in a loop of parses: the
+    collections only move to the allocations after it.)
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _PAUSES, _RESUME
+    with _PAUSE_LOCK:
+        if _PAUSES == 0:
+            _RESUME = gc.isenabled()
+            gc.disable()
+        _PAUSES += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _PAUSE_LOCK:
+            _PAUSES -= 1
+            if _PAUSES == 0 and _RESUME:
+                gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    # a child forked while another thread parsed: no parse of its own is in progress
+    global _PAUSES, _PAUSE_LOCK
+    _PAUSE_LOCK = threading.Lock()
+    if _PAUSES and _RESUME:
+        gc.enable()
+    _PAUSES = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def read_chunk_index(dsid: Any, ndim: int) -> ChunkIndex:
     """The chunk index, by the fastest method this h5py/HDF5 offers."""
-    with _gc_paused():
+    with gc_paused():
         if hasattr(dsid, "chunk_iter"):
             try:
                 return read_chunk_index_iter(dsid, ndim)
