@@ -172,8 +172,7 @@ class ChunkReader:
                 st = os.stat(path)
             except OSError as e:
                 raise ChunkReadError(f"Cannot read {url}: {e.strerror}") from e
-            if self._local_ok.get(url) != (st.st_size, st.st_ino, st.st_mtime_ns):
-                self._check_stat(url, st, rec)
+            self._check_stat(url, st, rec)
 
     def _check_local_async(self, url: str, path: str) -> None:
         """:meth:`_check_local`, once per file per event-loop iteration.
@@ -246,9 +245,7 @@ class ChunkReader:
             ) from e
         try:
             if rec is not None:
-                st = os.fstat(fd)
-                if self._local_ok.get(url) != (st.st_size, st.st_ino, st.st_mtime_ns):
-                    self._check_stat(url, st, rec)
+                self._check_fd(url, fd, rec)
             data = pread_all(fd, length, start)
         except OSError as e:
             if isinstance(e, ChunkReadError):

@@ -19,7 +19,6 @@ does a free-threaded Python (no GIL to share).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
@@ -28,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["LOCAL_FILE_SYSTEMS", "local_parse_turn", "on_local_disk", "parse_turn"]
+__all__ = ["LOCAL_FILE_SYSTEMS", "on_local_disk", "parse_turn"]
 
 LOCAL_FILE_SYSTEMS = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "zfs", "f2fs", "bcachefs"}
@@ -82,29 +81,15 @@ def _gil_enabled() -> bool:
 def parse_turn(source: Any) -> Iterator[None]:
     """Hold the local-parse turn while the body parses ``source`` (see the module
     docstring); a no-op when nested in a thread's turn and for other sources."""
-    from virtualizarr.io.source import LocalSource
+    from virtualizarr.io.local import LocalSource
 
-    with _turn(source.device if isinstance(source, LocalSource) else -1):
+    if (
+        not isinstance(source, LocalSource)
+        or getattr(_STATE, "held", False)  # nested: this thread's outer parse holds it
+        or not on_local_disk(source.device)
+        or not _gil_enabled()
+    ):
         yield
-
-
-@contextmanager
-def local_parse_turn(url: str, registry: Any) -> Iterator[None]:
-    """:func:`parse_turn` for ``url`` before its source is opened (a parser's whole call,
-    building its store included), if ``registry`` reads it as a local file."""
-    path = registry.local_path(url)
-    device = -1
-    if path is not None:
-        with contextlib.suppress(OSError):  # the parse itself reports it
-            device = os.stat(path).st_dev
-    with _turn(device):
-        yield
-
-
-@contextmanager
-def _turn(device: int) -> Iterator[None]:
-    if getattr(_STATE, "held", False) or not on_local_disk(device) or not _gil_enabled():
-        yield  # nested in this thread's turn, not a local disk, or no GIL
         return
     with _LOCK:
         _STATE.held = True

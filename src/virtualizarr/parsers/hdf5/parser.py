@@ -123,12 +123,11 @@ class HDFParser:
         url = normalize_path(url)
         registry = registry if registry is not None else ObjectStoreRegistry()
         if self.engine == "own":
-            from virtualizarr.io.turns import local_parse_turn
             from virtualizarr.parsers.hdf5.own import Fallback, open_own
 
             try:
-                # threads parsing local files take turns (see virtualizarr.io.turns)
-                with local_parse_turn(url, registry), open_own(url, registry) as objects:
+                # the store is made inside open_own's turn at parsing (virtualizarr.io.turns)
+                with open_own(url, registry) as objects:
                     group = self._build(objects, url, objects.size)
                     return ManifestStore(group, registry=registry)
             except Fallback as e:
