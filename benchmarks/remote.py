@@ -58,6 +58,15 @@ def measure(server: LatencyServer, fn: Callable[[], Any]) -> tuple[str, Any]:
     return f"{req:>6} req {s['bytes'] / 1e6:8.2f} MB {dt:6.2f} s srv {cpu:4.2f}", out
 
 
+def engines(server: LatencyServer, url: str, **kwargs: Any) -> list[str]:
+    """The cells of one file's row: our default engine, our h5py path, kerchunk (fsspec)."""
+    return [
+        measure(server, lambda: vz_open(url, **kwargs))[0],
+        measure(server, lambda: vz_open(url, engine="h5py", **kwargs))[0],
+        measure(server, lambda: kerchunk_hdf(url))[0],
+    ]
+
+
 # -- generated files ---------------------------------------------------------------------------
 
 
@@ -191,30 +200,18 @@ def table(
     fu = f"{base}/gen/five_mb/{five.name}"
     row(
         f"NetCDF4, 3 vars x 96 chunks, coords ({five.stat().st_size / 1e6:.1f} MB)",
-        [
-            measure(server, lambda: vz_open(fu))[0],
-            measure(server, lambda: vz_open(fu, engine="h5py"))[0],
-            measure(server, lambda: kerchunk_hdf(fu))[0],
-        ],
+        engines(server, fu),
     )
     url = nc_urls[0]
     row(
         f"NetCDF4, 3 vars x 96 chunks, coords ({files[0].stat().st_size / 1e6:.1f} MB)",
-        [
-            measure(server, lambda: vz_open(url))[0],
-            measure(server, lambda: vz_open(url, engine="h5py"))[0],
-            measure(server, lambda: kerchunk_hdf(url))[0],
-        ],
+        engines(server, url),
     )
     if big is not None:
         bu = f"{base}/gen/{big.name}"
         row(
             f"140,160-chunk NetCDF4 ({big.stat().st_size / 1e6:.0f} MB)",
-            [
-                measure(server, lambda: vz_open(bu, loadable_variables=[]))[0],
-                measure(server, lambda: vz_open(bu, engine="h5py", loadable_variables=[]))[0],
-                measure(server, lambda: kerchunk_hdf(bu))[0],
-            ],
+            engines(server, bu, loadable_variables=[]),
         )
 
     def mf(engine: str | None = None) -> Any:
@@ -236,11 +233,7 @@ def table(
     mu = f"{base}/gen/{many_ds.name}"
     row(
         f"NetCDF4 of 2,001 datasets ({many_ds.stat().st_size / 1e6:.2f} MB)",
-        [
-            measure(server, lambda: vz_open(mu, loadable_variables=[]))[0],
-            measure(server, lambda: vz_open(mu, engine="h5py", loadable_variables=[]))[0],
-            measure(server, lambda: kerchunk_hdf(mu))[0],
-        ],
+        engines(server, mu, loadable_variables=[]),
     )
     grib = REAL / "grib" / "era5-2mt-2019-03-uk.grib"
     if grib.exists():
