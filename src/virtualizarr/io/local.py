@@ -108,7 +108,10 @@ class LocalSource(ByteSource):
         self, ranges: Iterable[tuple[int, int]], expand: Expand | None = None
     ) -> list[bytes]:
         """Each range's bytes; ranges at most ``SMALL_GAP`` apart come from one ``pread``
-        (B-tree siblings often sit side by side: one syscall instead of several)."""
+        (B-tree siblings often sit side by side: one syscall instead of several).
+
+        The join is a loop, not :func:`virtualizarr.io.ranges.coalesce`: a parse's batches
+        hold a handful of ranges, where numpy's set-up costs ~20 us against ~5 us here."""
         wanted = [clip(o, n, self.size) for o, n in ranges]
         head = self._head
         limit = len(head) if head is not None else 0
